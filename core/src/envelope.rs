@@ -1,0 +1,386 @@
+//! The webhook envelope: a JSON array whose elements are `{"msys": {"<class>": {"type": ...}}}`.
+//!
+//! [`validate`] checks the shape of every element without building a JSON tree: the array is read
+//! into borrowed slices of the body ([`RawValue`]), and each element is walked once, skipping
+//! everything but `msys`, its one class key, and that class's `type`. [`split`] re-packs elements
+//! into arrays no larger than a queue message.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Nesting deeper than this is refused: SparkPost's own events nest five levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// A validated webhook body, borrowing from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<'a> {
+    pub elements: Vec<Element<'a>>,
+}
+
+/// One element of the array: the exact JSON text received, and its event head unless it is the
+/// ping SparkPost sends when a webhook is created (`{"msys":{}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element<'a> {
+    pub raw: &'a str,
+    pub head: Option<EventHead<'a>>,
+}
+
+/// The class key inside `msys` and the event's `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventHead<'a> {
+    pub class: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+}
+
+impl<'a> Batch<'a> {
+    /// The elements that carry an event (pings left out).
+    pub fn events(&self) -> impl Iterator<Item = (&Element<'a>, &EventHead<'a>)> {
+        self.elements
+            .iter()
+            .filter_map(|e| e.head.as_ref().map(|h| (e, h)))
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events().count()
+    }
+}
+
+/// Why a body is not a SparkPost webhook batch. Never worth retrying: answer 4xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("body is not valid UTF-8 (first bad byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("body is not a JSON array (it starts with {found})")]
+    NotArray { found: String },
+    #[error("element {index}: nested deeper than {max} levels")]
+    TooDeep { index: usize, max: usize },
+    #[error("element {index}: {problem}")]
+    Element { index: usize, problem: String },
+    #[error("after element {index}: {problem}")]
+    Trailing { index: usize, problem: String },
+}
+
+impl ValidationError {
+    /// The index of the first bad element, where there is one.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::NotUtf8 { .. } | Self::NotArray { .. } => None,
+            Self::TooDeep { index, .. }
+            | Self::Element { index, .. }
+            | Self::Trailing { index, .. } => Some(*index),
+        }
+    }
+}
+
+/// Validates a webhook body and returns its elements.
+pub fn validate(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
+    let text = std::str::from_utf8(body).map_err(|e| ValidationError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let first = text.trim_start().chars().next();
+    if first != Some('[') {
+        return Err(ValidationError::NotArray {
+            found: match first {
+                None => "nothing (empty body)".into(),
+                Some('{') => "an object".into(),
+                Some('"') => "a string".into(),
+                Some(c) => format!("{c:?}"),
+            },
+        });
+    }
+    check_depth(text)?;
+
+    let seen = Cell::new(0);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raws = de
+        .deserialize_seq(ArrayOfRaw { seen: &seen })
+        .map_err(|e| ValidationError::Element {
+            index: seen.get(),
+            problem: format!("invalid JSON: {e}"),
+        })?;
+    de.end().map_err(|e| ValidationError::Trailing {
+        index: raws.len().saturating_sub(1),
+        problem: format!("invalid JSON: {e}"),
+    })?;
+
+    let elements = raws
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let raw = raw.get();
+            let head = read_head(raw).map_err(|e| ValidationError::Element {
+                index,
+                problem: e.to_string(),
+            })?;
+            Ok(Element { raw, head })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Batch { elements })
+}
+
+/// Reads the event head of one element, `None` for a ping.
+pub fn read_head(raw: &str) -> Result<Option<EventHead<'_>>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let head = de.deserialize_map(ElementVisitor)?;
+    de.end()?;
+    Ok(head)
+}
+
+/// Refuses nesting deeper than [`MAX_DEPTH`] in one linear pass, before any recursive parse.
+fn check_depth(text: &str) -> Result<(), ValidationError> {
+    let (mut depth, mut index) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ValidationError::TooDeep {
+                        index,
+                        max: MAX_DEPTH,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => index += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Joins elements into one JSON array.
+pub fn join<'e>(elements: impl IntoIterator<Item = &'e str>) -> String {
+    let mut out = String::from("[");
+    for (i, element) in elements.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(element);
+    }
+    out.push(']');
+    out
+}
+
+/// An element too large for any message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("element {index} is {size} bytes, more than the {max} bytes a queue message holds")]
+pub struct ElementTooLarge {
+    pub index: usize,
+    pub size: usize,
+    pub max: usize,
+}
+
+/// Packs elements, in order, into as few JSON arrays of at most `max_bytes` each as a greedy
+/// pass allows.
+pub fn split(elements: &[&str], max_bytes: usize) -> Result<Vec<String>, ElementTooLarge> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut size = 2; // "[" and "]"
+    for (index, element) in elements.iter().enumerate() {
+        if element.len() + 2 > max_bytes {
+            return Err(ElementTooLarge {
+                index,
+                size: element.len(),
+                max: max_bytes.saturating_sub(2),
+            });
+        }
+        let added = element.len() + usize::from(index > start);
+        if size + added > max_bytes {
+            parts.push(join(elements[start..index].iter().copied()));
+            start = index;
+            size = 2 + element.len();
+        } else {
+            size += added;
+        }
+    }
+    if start < elements.len() {
+        parts.push(join(elements[start..].iter().copied()));
+    }
+    Ok(parts)
+}
+
+/// Removes insignificant whitespace (outside strings), so a pretty-printed element fits one line.
+pub fn compact(json: &str) -> Cow<'_, str> {
+    if !json
+        .bytes()
+        .any(|b| matches!(b, b'\n' | b'\r' | b'\t' | b' '))
+    {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, '\n' | '\r' | '\t' | ' ') {
+            continue;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// Collects the top-level array as borrowed slices, counting how far it got for error messages.
+struct ArrayOfRaw<'c> {
+    seen: &'c Cell<usize>,
+}
+
+impl<'de> Visitor<'de> for ArrayOfRaw<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of SparkPost events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            out.push(raw);
+            self.seen.set(out.len());
+        }
+        Ok(out)
+    }
+}
+
+/// A string, borrowed from the input when it holds no escapes.
+pub(crate) struct Str<'a>(pub Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Option<EventHead<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with an `msys` object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut msys = None;
+        while let Some(Str(key)) = map.next_key()? {
+            if key == "msys" {
+                if msys.is_some() {
+                    return Err(de::Error::custom("`msys` appears twice"));
+                }
+                msys = Some(map.next_value_seed(MsysSeed)?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        msys.ok_or_else(|| de::Error::custom("no `msys` key"))
+    }
+}
+
+struct MsysSeed;
+
+impl<'de> DeserializeSeed<'de> for MsysSeed {
+    type Value = Option<EventHead<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MsysSeed {
+    type Value = Option<EventHead<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`msys` to be an object holding at most one event class")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(Str(class)) = map.next_key()? else {
+            return Ok(None);
+        };
+        let event_type = map.next_value_seed(ClassSeed { class: &class })?;
+        if let Some(Str(other)) = map.next_key()? {
+            return Err(de::Error::custom(format_args!(
+                "`msys` holds two event classes (`{class}` and `{other}`)"
+            )));
+        }
+        Ok(Some(EventHead { class, event_type }))
+    }
+}
+
+struct ClassSeed<'k> {
+    class: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for ClassSeed<'_> {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClassSeed<'_> {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "`{}` to be an object with a string `type`", self.class)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut event_type = None;
+        while let Some(Str(key)) = map.next_key()? {
+            if key == "type" && event_type.is_none() {
+                let Str(t) = map.next_value().map_err(|_: A::Error| {
+                    de::Error::custom(format_args!("`{}.type` is not a string", self.class))
+                })?;
+                event_type = Some(t);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        match event_type {
+            Some(t) if !t.is_empty() => Ok(t),
+            Some(_) => Err(de::Error::custom(format_args!(
+                "`{}.type` is empty",
+                self.class
+            ))),
+            None => Err(de::Error::custom(format_args!(
+                "`{}` has no `type`",
+                self.class
+            ))),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! One SparkPost event, read leniently: every field SparkPost has sent with drifting types.
+//!
+//! Fields borrow from the element's text where they can. A field of an unexpected JSON type
+//! reads as absent rather than failing the event; the `raw` text always keeps it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::{EventHead, read_head};
+use crate::timestamp;
+
+/// An event's identity: `(type, event_id)`, or a hash of its raw JSON when it has no id.
+/// SparkPost reuses one `event_id` across the types of a message's life, so the id alone is not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Identity<'a> {
+    Id {
+        event_type: Cow<'a, str>,
+        event_id: Cow<'a, str>,
+    },
+    RawHash([u8; 16]),
+}
+
+/// A parsed event: its head, the typed fields, and the element exactly as received.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    pub head: EventHead<'a>,
+    pub fields: Fields<'a>,
+    /// The whole array element (`msys` and any sibling keys such as `cust`), as received.
+    pub raw: &'a str,
+}
+
+impl<'a> Event<'a> {
+    /// Reads one array element; `Ok(None)` for a ping. Fails only if the element's shape is not
+    /// a SparkPost event (which ingest has already refused).
+    pub fn parse(raw: &'a str) -> Result<Option<Self>, serde_json::Error> {
+        let Some(head) = read_head(raw)? else {
+            return Ok(None);
+        };
+        // Unreadable fields are a data problem, not a reason to lose the event: keep it with
+        // what the head says and its raw text.
+        let fields = Element::deserialize(&mut serde_json::Deserializer::from_str(raw))
+            .map(|e| e.msys.0)
+            .unwrap_or_default();
+        Ok(Some(Self { head, fields, raw }))
+    }
+
+    pub fn identity(&self) -> Identity<'a> {
+        match &self.fields.event_id.0 {
+            Some(id) => Identity::Id {
+                event_type: self.head.event_type.clone(),
+                event_id: id.clone(),
+            },
+            None => {
+                let digest = Sha256::digest(self.raw.as_bytes());
+                let mut hash = [0u8; 16];
+                hash.copy_from_slice(&digest[..16]);
+                Identity::RawHash(hash)
+            }
+        }
+    }
+
+    /// The event's time in UTC milliseconds, if its `timestamp` could be read.
+    pub fn timestamp_millis(&self) -> Option<i64> {
+        self.fields.timestamp.0
+    }
+}
+
+#[derive(Deserialize)]
+struct Element<'a> {
+    #[serde(borrow)]
+    msys: Msys<'a>,
+}
+
+/// `msys` with its one class: the class's fields.
+struct Msys<'a>(Fields<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Msys<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Msys<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an msys object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Fields::default();
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    fields = map.next_value()?;
+                }
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Msys(fields))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The fields the table has columns for. Everything else stays in `raw`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Fields<'a> {
+    #[serde(borrow)]
+    pub event_id: Text<'a>,
+    pub timestamp: Timestamp,
+    #[serde(borrow)]
+    pub message_id: Text<'a>,
+    #[serde(borrow)]
+    pub transmission_id: Text<'a>,
+    #[serde(borrow)]
+    pub campaign_id: Text<'a>,
+    #[serde(borrow)]
+    pub template_id: Text<'a>,
+    #[serde(borrow)]
+    pub template_version: Text<'a>,
+    pub subaccount_id: Int,
+    pub customer_id: Int,
+    #[serde(borrow)]
+    pub rcpt_to: Text<'a>,
+    #[serde(borrow)]
+    pub raw_rcpt_to: Text<'a>,
+    #[serde(borrow)]
+    pub rcpt_type: Text<'a>,
+    #[serde(borrow)]
+    pub msg_from: Text<'a>,
+    #[serde(borrow)]
+    pub friendly_from: Text<'a>,
+    #[serde(borrow)]
+    pub subject: Text<'a>,
+    #[serde(borrow)]
+    pub ip_pool: Text<'a>,
+    #[serde(borrow)]
+    pub sending_ip: Text<'a>,
+    #[serde(borrow)]
+    pub routing_domain: Text<'a>,
+    #[serde(borrow)]
+    pub delv_method: Text<'a>,
+    pub bounce_class: Int,
+    #[serde(borrow)]
+    pub reason: Text<'a>,
+    #[serde(borrow)]
+    pub raw_reason: Text<'a>,
+    pub error_code: Int,
+    pub num_retries: Int,
+    pub queue_time: Int,
+    pub msg_size: Int,
+    #[serde(borrow)]
+    pub user_agent: Text<'a>,
+    #[serde(borrow)]
+    pub ip_address: Text<'a>,
+    #[serde(borrow)]
+    pub target_link_name: Text<'a>,
+    #[serde(borrow)]
+    pub target_link_url: Text<'a>,
+    #[serde(borrow)]
+    pub geo_ip: GeoIp<'a>,
+    #[serde(borrow)]
+    pub rcpt_tags: Json<'a>,
+    #[serde(borrow)]
+    pub rcpt_meta: Json<'a>,
+    #[serde(borrow)]
+    pub relay_id: Text<'a>,
+    #[serde(borrow)]
+    pub sms_src: Text<'a>,
+    #[serde(borrow)]
+    pub sms_dst: Text<'a>,
+}
+
+/// `geo_ip`: an object, or absent when it is anything else.
+#[derive(Debug, Clone, Default)]
+pub struct GeoIp<'a> {
+    pub country: Text<'a>,
+    pub region: Text<'a>,
+    pub city: Text<'a>,
+    pub zip: Text<'a>,
+    pub latitude: Float,
+    pub longitude: Float,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GeoFields<'a> {
+    #[serde(borrow)]
+    country: Text<'a>,
+    #[serde(borrow)]
+    region: Text<'a>,
+    #[serde(borrow)]
+    city: Text<'a>,
+    #[serde(borrow)]
+    zip: Text<'a>,
+    #[serde(borrow)]
+    postal_code: Text<'a>,
+    latitude: Float,
+    longitude: Float,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for GeoIp<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Lenient(fields) = Lenient::<GeoFields<'a>>::deserialize(d)?;
+        let g = fields.unwrap_or_default();
+        Ok(GeoIp {
+            country: g.country,
+            region: g.region,
+            city: g.city,
+            zip: if g.zip.0.is_some() {
+                g.zip
+            } else {
+                g.postal_code
+            },
+            latitude: g.latitude,
+            longitude: g.longitude,
+        })
+    }
+}
+
+/// A struct read from an object, or `None` when the value is not an object.
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// What a scalar JSON value says, whatever its JSON type; `None` for null, arrays and objects.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    None,
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::None)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::None)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A text field; numbers and booleans are kept as their text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Text<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Text(match Scalar::deserialize(d)? {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
+            Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
+            Scalar::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
+            Scalar::None => None,
+        }))
+    }
+}
+
+impl Text<'_> {
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+/// An integer field, given as a JSON number or a string of digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Int(pub Option<i64>);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Int(match Scalar::deserialize(d)? {
+            Scalar::Int(i) => Some(i),
+            Scalar::Float(f) => integral(f),
+            Scalar::Str(s) => {
+                let s = s.trim();
+                s.parse::<i64>()
+                    .ok()
+                    .or_else(|| s.parse::<f64>().ok().and_then(integral))
+            }
+            Scalar::Bool(_) | Scalar::None => None,
+        }))
+    }
+}
+
+fn integral(f: f64) -> Option<i64> {
+    // Beyond ±2^53 a float no longer holds every integer; refuse rather than round.
+    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
+}
+
+/// A floating-point field, given as a JSON number or a numeric string.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Float(pub Option<f64>);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Float(match Scalar::deserialize(d)? {
+            Scalar::Int(i) => Some(i as f64),
+            Scalar::Float(f) => Some(f),
+            Scalar::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            Scalar::Bool(_) | Scalar::None => None,
+        }))
+    }
+}
+
+/// `timestamp` in UTC milliseconds, in any form [`timestamp`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timestamp(pub Option<i64>);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Timestamp(match Scalar::deserialize(d)? {
+            Scalar::Int(i) => timestamp::from_number(i as f64),
+            Scalar::Float(f) => timestamp::from_number(f),
+            Scalar::Str(s) => timestamp::parse_str(&s),
+            Scalar::Bool(_) | Scalar::None => None,
+        }))
+    }
+}
+
+/// A field kept as JSON text (`rcpt_tags`, `rcpt_meta`), exactly as received.
+#[derive(Debug, Clone, Default)]
+pub struct Json<'a>(pub Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'a RawValue>::deserialize(d)?;
+        Ok(Json((raw.get() != "null").then_some(raw)))
+    }
+}
+
+impl Json<'_> {
+    pub fn as_str(&self) -> Option<&str> {
+        self.0.map(RawValue::get)
+    }
+}

@@ -1,0 +1,20 @@
+//! The SparkPost events domain, free of any cloud SDK.
+//!
+//! - [`envelope`]: validates a webhook body (a JSON array of `{"msys": {...}}` elements) without
+//!   building a JSON tree, and splits it into queue-sized parts on element boundaries.
+//! - [`event`]: reads one event's fields, tolerating the type drift SparkPost payloads show.
+//! - [`timestamp`]: every timestamp form SparkPost has sent, to UTC milliseconds.
+//! - [`partition`]: the Hive-style partition of an event and the object keys derived from content.
+//! - [`schema`]: the one wide column set every event type is written with.
+//! - [`encode`]: CSV and Parquet encoders over that schema.
+//! - [`message`]: what travels on the queues between the handlers.
+//! - [`ports`]: the small traits (queue, object store, archive) the handlers reach the world through.
+
+pub mod encode;
+pub mod envelope;
+pub mod event;
+pub mod message;
+pub mod partition;
+pub mod ports;
+pub mod schema;
+pub mod timestamp;

@@ -1,0 +1,55 @@
+//! The capabilities the handlers need from the outside world, one small trait each.
+//!
+//! Each has an AWS implementation (SQS, S3, Firehose) and a local one (an embedded durable queue,
+//! a folder of files). Handlers take `&dyn Trait` so the same function runs in both.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::message::OutboundMessage;
+
+/// An infrastructure failure: worth retrying, never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {source}")]
+pub struct PortError {
+    pub operation: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PortError {
+    pub fn new(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// A queue to send to.
+#[async_trait]
+pub trait QueueSend: Send + Sync {
+    /// The largest body one message may carry, in bytes.
+    fn max_message_bytes(&self) -> usize;
+
+    /// Enqueues every message durably; `Ok` only once all of them are stored.
+    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError>;
+}
+
+/// An object store to put to. Keys are `/`-separated relative paths.
+#[async_trait]
+pub trait ObjectPut: Send + Sync {
+    /// Stores `body` under `key`, replacing any object already there, atomically: a reader sees
+    /// the old object or the whole new one, never a part.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), PortError>;
+}
+
+/// An append-only archive of raw events (Firehose on AWS).
+#[async_trait]
+pub trait ArchiveAppend: Send + Sync {
+    /// Appends each record (one NDJSON line, without its newline).
+    async fn append(&self, records: Vec<Bytes>) -> Result<(), PortError>;
+}

@@ -1,0 +1,188 @@
+//! Envelope validation and splitting, on real and hand-written fixtures.
+
+mod common;
+
+use common::fixture;
+use sparklake_core::envelope::{self, ValidationError, compact, join, split, validate};
+
+#[test]
+fn sparkpost_sample_batch_has_nineteen_events_of_five_classes() {
+    let body = fixture("sparkpost/batch.json");
+    let batch = validate(&body).expect("valid");
+    assert_eq!(batch.elements.len(), 19);
+    assert_eq!(batch.event_count(), 19);
+    let types: Vec<_> = batch.events().map(|(_, h)| h.event_type.as_ref()).collect();
+    assert_eq!(
+        &types[..4],
+        ["bounce", "delivery", "injection", "sms_status"]
+    );
+    let classes: std::collections::BTreeSet<_> =
+        batch.events().map(|(_, h)| h.class.to_string()).collect();
+    assert_eq!(
+        classes.into_iter().collect::<Vec<_>>(),
+        [
+            "gen_event",
+            "message_event",
+            "relay_event",
+            "track_event",
+            "unsubscribe_event"
+        ]
+    );
+    // Raw slices are the exact bytes of each element.
+    let first = batch.elements[0].raw;
+    assert!(first.starts_with('{') && first.ends_with('}'));
+    assert!(first.contains("\"bounce_class\": \"1\""));
+}
+
+#[test]
+fn ping_is_valid_and_holds_no_event() {
+    let batch = validate(br#"[{"msys":{}}]"#).expect("valid");
+    assert_eq!(batch.elements.len(), 1);
+    assert_eq!(batch.event_count(), 0);
+}
+
+#[test]
+fn unknown_classes_and_types_are_events_like_any_other() {
+    let body = fixture("drift/unknown.json");
+    let batch = validate(&body).expect("valid");
+    let heads: Vec<_> = batch
+        .events()
+        .map(|(_, h)| (h.class.to_string(), h.event_type.to_string()))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            ("hologram_event".into(), "hologram_view".into()),
+            ("message_event".into(), "teleport".into()),
+            ("track_event".into(), "amp_click".into()),
+        ]
+    );
+    assert_eq!(
+        batch.elements.len(),
+        4,
+        "the ping element stays in the batch"
+    );
+    assert!(batch.elements[3].raw.contains("\"cust\""));
+}
+
+fn error_of(body: &[u8]) -> ValidationError {
+    validate(body).expect_err("must be refused")
+}
+
+#[test]
+fn malformed_bodies_name_the_first_bad_element() {
+    let cases: [(&str, Option<usize>, &str); 7] = [
+        ("malformed/not_json.txt", Some(1), "invalid JSON"),
+        ("malformed/not_array.json", None, "not a JSON array"),
+        ("malformed/no_msys.json", Some(1), "no `msys` key"),
+        ("malformed/two_classes.json", Some(0), "two event classes"),
+        (
+            "malformed/type_not_string.json",
+            Some(1),
+            "`message_event.type` is not a string",
+        ),
+        ("malformed/invalid_utf8.bin", None, "not valid UTF-8"),
+        ("malformed/truncated.json", Some(1), "invalid JSON"),
+    ];
+    for (name, index, words) in cases {
+        let err = error_of(&fixture(name));
+        assert_eq!(err.index(), index, "{name}: {err}");
+        assert!(err.to_string().contains(words), "{name}: {err}");
+    }
+}
+
+#[test]
+fn other_shape_errors_are_explained() {
+    let cases: [(&[u8], &str); 9] = [
+        (b"", "empty body"),
+        (b"[1]", "expected an object with an `msys` object"),
+        (br#"[{"msys":[]}]"#, "`msys` to be an object"),
+        (
+            br#"[{"msys":{"message_event":"x"}}]"#,
+            "`message_event` to be an object",
+        ),
+        (
+            br#"[{"msys":{"message_event":{}}}]"#,
+            "`message_event` has no `type`",
+        ),
+        (br#"[{"msys":{"message_event":{"type":""}}}]"#, "is empty"),
+        (br#"[{"msys":{},"msys":{}}]"#, "appears twice"),
+        (br#"[{"msys":{}}] [1]"#, "after element 0"),
+        (br#"[{"msys":{}}"#, "element 1: invalid JSON"),
+    ];
+    for (body, words) in cases {
+        let err = error_of(body);
+        assert!(
+            err.to_string().contains(words),
+            "{:?}: {err}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let depth = 100_000;
+    let mut body = String::from(r#"[{"msys":{}},{"msys":{"message_event":{"type":"x","a":"#);
+    body.push_str(&"[".repeat(depth));
+    body.push_str(&"]".repeat(depth));
+    body.push_str("}}}]");
+    let err = error_of(body.as_bytes());
+    assert_eq!(
+        err,
+        ValidationError::TooDeep {
+            index: 1,
+            max: envelope::MAX_DEPTH
+        }
+    );
+    // Brackets inside strings are not nesting.
+    let inside = format!(
+        r#"[{{"msys":{{"message_event":{{"type":"x","s":"{}"}}}}}}]"#,
+        "[".repeat(500)
+    );
+    assert!(validate(inside.as_bytes()).is_ok());
+}
+
+#[test]
+fn escaped_keys_and_types_are_read() {
+    let batch =
+        validate(br#"[{"ms\u0079s":{"message_event":{"type":"deli\u0076ery"}}}]"#).expect("valid");
+    let (_, head) = batch.events().next().expect("one event");
+    assert_eq!(head.event_type, "delivery");
+}
+
+#[test]
+fn split_packs_elements_on_boundaries_within_the_limit() {
+    let body = fixture("sparkpost/batch.json");
+    let batch = validate(&body).expect("valid");
+    let raws: Vec<&str> = batch.elements.iter().map(|e| e.raw).collect();
+    let whole = join(raws.iter().copied());
+    assert_eq!(
+        split(&raws, whole.len()).expect("fits"),
+        vec![whole.clone()]
+    );
+
+    let max = 4096;
+    let parts = split(&raws, max).expect("fits");
+    assert!(parts.len() > 1);
+    let mut rejoined = Vec::new();
+    for part in &parts {
+        assert!(part.len() <= max, "{} > {max}", part.len());
+        let sub = validate(part.as_bytes()).expect("each part is a valid batch");
+        rejoined.extend(sub.elements.iter().map(|e| e.raw.to_owned()));
+    }
+    assert_eq!(rejoined, raws, "every element once, in order");
+
+    let err = split(&raws, 100).expect_err("an element is larger than 100 bytes");
+    assert_eq!(err.index, 0);
+}
+
+#[test]
+fn compact_drops_whitespace_outside_strings_only() {
+    let pretty = "{\n  \"a\": \"x y\\\" \\n z\",\n  \"b\": [1, 2]\n}";
+    assert_eq!(compact(pretty), "{\"a\":\"x y\\\" \\n z\",\"b\":[1,2]}");
+    assert!(matches!(
+        compact("{\"a\":1}"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
