@@ -38,15 +38,17 @@ impl<'a> Event<'a> {
     /// Reads one array element; `Ok(None)` for a ping. Fails only if the element's shape is not
     /// a SparkPost event (which ingest has already refused).
     pub fn parse(raw: &'a str) -> Result<Option<Self>, serde_json::Error> {
-        let Some(head) = read_head(raw)? else {
-            return Ok(None);
-        };
+        Ok(read_head(raw)?.map(|head| Self::with_head(raw, head)))
+    }
+
+    /// Reads the fields of an element whose head [`crate::envelope::validate`] already read.
+    pub fn with_head(raw: &'a str, head: EventHead<'a>) -> Self {
         // Unreadable fields are a data problem, not a reason to lose the event: keep it with
         // what the head says and its raw text.
         let fields = Element::deserialize(&mut serde_json::Deserializer::from_str(raw))
             .map(|e| e.msys.0)
             .unwrap_or_default();
-        Ok(Some(Self { head, fields, raw }))
+        Self { head, fields, raw }
     }
 
     pub fn identity(&self) -> Identity<'a> {

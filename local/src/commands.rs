@@ -1,0 +1,314 @@
+//! The `sparklake` commands, wired from the pieces of this crate.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use ingest::{ConfigError, IngestConfig};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use crate::pipeline::{Pipeline, Settings, now_millis};
+use crate::{report, server};
+
+/// The sample batch `demo` posts: SparkPost's own published sample, one event of 19 types.
+const SAMPLE_BATCH: &[u8] = include_bytes!("../../fixtures/sparkpost/batch.json");
+/// What SparkPost posts when a webhook is created or validated.
+const PING: &[u8] = br#"[{"msys":{}}]"#;
+
+/// Logs to stderr: `text` or `json`, filtered by `SPARKLAKE_LOG` (else `default_level`).
+pub fn init_logging(format: &str, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPARKLAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format.eq_ignore_ascii_case("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The ingest configuration for `serve`: from the environment, open (loudly) when
+/// `SPARKLAKE_AUTH` is not set at all.
+fn serve_config() -> anyhow::Result<IngestConfig> {
+    let env = |name: &str| std::env::var(name).ok();
+    match IngestConfig::from_lookup(env) {
+        Ok(config) => Ok(config),
+        Err(ConfigError::AuthUnset) => {
+            eprintln!(
+                "\n  WARNING: SPARKLAKE_AUTH is not set: anyone who can reach this port can post events.\n  \
+                 Set SPARKLAKE_AUTH=basic|bearer|header (see README) before exposing it.\n"
+            );
+            warn!("no authentication configured: the webhook endpoint is open");
+            let with_none = |name: &str| match name {
+                "SPARKLAKE_AUTH" => Some("none".to_owned()),
+                _ => env(name),
+            };
+            Ok(IngestConfig::from_lookup(with_none)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `sparklake serve`.
+pub async fn serve(listen: &str, data: &Path, settings: Settings) -> anyhow::Result<ExitCode> {
+    let config = serve_config()?;
+    let pipeline = Pipeline::open(data, settings).context("opening the data folder")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    info!(addr = %listener.local_addr()?, data = %data.display(), auth = ?config.auth.modes(), "sparklake serving");
+    run(pipeline, listener, config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the whole pipeline until `shutdown`: then stops accepting, drains fanout, then the
+/// writer, and returns once everything accepted and visible has been written.
+pub async fn run(
+    pipeline: Pipeline,
+    listener: TcpListener,
+    config: IngestConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let recovered = pipeline.recover().await?;
+    if recovered > 0 {
+        info!(
+            messages = recovered,
+            "recovered in-flight messages from an earlier run"
+        );
+    }
+    let (stop_fanout, fanout_rx) = watch::channel(false);
+    let (stop_writer, writer_rx) = watch::channel(false);
+    let fanout = tokio::spawn({
+        let pipeline = pipeline.clone();
+        async move { pipeline.run_fanout(fanout_rx).await }
+    });
+    let writer = tokio::spawn({
+        let pipeline = pipeline.clone();
+        async move { pipeline.run_writer(writer_rx).await }
+    });
+    let served = server::run(listener, pipeline.clone(), config, shutdown).await;
+    info!("stopped accepting; draining");
+    let _ = stop_fanout.send(true);
+    fanout.await.context("fanout worker")?;
+    let _ = stop_writer.send(true);
+    writer.await.context("writer worker")?;
+    served.context("http server")?;
+    let (ingest, events) = (
+        pipeline.ingest_queue.counts().await?,
+        pipeline.events_queue.counts().await?,
+    );
+    info!(
+        waiting = ingest.in_flight + events.in_flight,
+        dead = ingest.dead + events.dead,
+        "drained; messages still waiting for a retry are kept for the next start"
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// `sparklake demo`.
+pub async fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let data = match data {
+        Some(data) => data,
+        None => std::env::temp_dir().join(format!(
+            "sparklake-demo-{}-{}",
+            std::process::id(),
+            now_millis()
+        )),
+    };
+    let pipeline = Pipeline::open(&data, Settings::default())?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(run(
+        pipeline,
+        listener,
+        IngestConfig::open(ingest::config::DEFAULT_MAX_BODY_BYTES),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    println!(
+        "sparklake demo: pipeline listening on http://{addr}/, data in {}",
+        data.display()
+    );
+    for (what, body) in [("ping", PING), ("sample batch (19 events)", SAMPLE_BATCH)] {
+        let (status, answer) = post(&addr.to_string(), body).await?;
+        println!("POST {what}: {status} {answer}");
+        anyhow::ensure!(status == 200, "the pipeline refused the {what}");
+    }
+    let _ = stop.send(());
+    running.await??;
+    let partitions = report::partitions(&data)?;
+    println!("\n{}", report::table(&data, &partitions));
+    println!(
+        "Query it: duckdb -c \"SELECT event_type, count(*) FROM read_parquet('{}/parquet/*/*/*.parquet', hive_partitioning=true) GROUP BY 1\"",
+        data.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts a webhook body over plain HTTP/1.1; returns the status code and the response body.
+pub async fn post(addr: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP response")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `sparklake import`: each file through the ingest handler (validation, quarantine, splitting,
+/// enqueue), then fanout and writer until the queues are drained.
+pub async fn import(
+    data: &Path,
+    settings: Settings,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::open(data, settings)?;
+    pipeline.recover().await?;
+    // A backfill file can be far larger than one webhook post; the handler splits it.
+    let config = IngestConfig::open(usize::MAX);
+    let mut refused = 0;
+    for file in files {
+        let body = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let mut request =
+            http::Request::post("/").header(http::header::CONTENT_TYPE, "application/json");
+        if file.extension().is_some_and(|e| e == "gz") {
+            request = request.header(http::header::CONTENT_ENCODING, "gzip");
+        }
+        let response = pipeline
+            .ingest(&config)
+            .handle(request.body(Bytes::from(body))?, now_millis())
+            .await;
+        let status = response.status();
+        println!(
+            "{}: {} {}",
+            file.display(),
+            status.as_u16(),
+            String::from_utf8_lossy(response.body())
+        );
+        if !status.is_success() {
+            refused += 1;
+        }
+        pipeline.drain().await?;
+    }
+    let partitions = report::partitions(data)?;
+    println!("\n{}", report::table(data, &partitions));
+    if refused > 0 {
+        eprintln!(
+            "{refused} file(s) refused; see {}/quarantine/",
+            data.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sparklake redrive`.
+pub async fn redrive(data: &Path, settings: Settings, which: &str) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::open(data, settings)?;
+    let queues = match which {
+        "ingest" => vec![&pipeline.ingest_queue],
+        "events" => vec![&pipeline.events_queue],
+        "all" => vec![&pipeline.ingest_queue, &pipeline.events_queue],
+        other => anyhow::bail!("--queue `{other}`: expected ingest, events or all"),
+    };
+    for queue in queues {
+        let moved = queue.redrive().await?;
+        println!(
+            "{}: moved {moved} message(s) from {} back",
+            queue.name(),
+            queue.dead_letter_name()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sparklake status`.
+pub async fn status(data: &Path, settings: Settings) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::open(data, settings)?;
+    println!(
+        "{:<20} {:>8} {:>9} {:>6}",
+        "queue", "visible", "in_flight", "dead"
+    );
+    let mut queues = vec![&pipeline.ingest_queue, &pipeline.events_queue];
+    queues.extend(pipeline.route_queues.iter().map(|(_, _, q)| q));
+    for queue in queues {
+        let c = queue.counts().await?;
+        println!(
+            "{:<20} {:>8} {:>9} {:>6}",
+            queue.name(),
+            c.visible,
+            c.in_flight,
+            c.dead
+        );
+    }
+    let quarantined = walk_count(&data.join(ingest::handler::QUARANTINE_PREFIX), ".body");
+    println!("quarantined bodies: {quarantined}");
+    let partitions = report::partitions(data)?;
+    println!("\n{}", report::table(data, &partitions));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn walk_count(dir: &Path, suffix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk_count(&path, suffix)
+            } else {
+                usize::from(path.to_string_lossy().ends_with(suffix))
+            }
+        })
+        .sum()
+}

@@ -1,0 +1,61 @@
+//! The HTTP server in front of the ingest handler: webhook POSTs to `/`, `GET /health`.
+//!
+//! `run` takes its listener and shutdown future as arguments, so tests start the real server on
+//! `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use ingest::IngestConfig;
+use tokio::net::TcpListener;
+
+use crate::pipeline::{Pipeline, now_millis};
+
+struct AppState {
+    pipeline: Pipeline,
+    config: IngestConfig,
+}
+
+/// Serves until `shutdown` completes, then stops accepting and finishes requests under way.
+pub async fn run(
+    listener: TcpListener,
+    pipeline: Pipeline,
+    config: IngestConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Arc::new(AppState { pipeline, config });
+    let app = Router::new().fallback(webhook).with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let received_at = now_millis();
+    let (parts, body) = request.into_parts();
+    // Read one byte past the limit so the handler sees the body is too large.
+    let limit = state.config.max_body_bytes.saturating_add(1);
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            // Past the limit, or the client went away mid-body: nothing was accepted.
+            let mut response =
+                Response::new(Body::from(r#"{"error":"body is larger than the limit"}"#));
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+    };
+    let request = http::Request::from_parts(parts, Bytes::from(bytes));
+    let response = state
+        .pipeline
+        .ingest(&state.config)
+        .handle(request, received_at)
+        .await;
+    response.map(Body::from)
+}

@@ -1,0 +1,149 @@
+//! writer: turns a batch of queue messages of events into one Parquet and one CSV object per
+//! (event type, UTC date).
+//!
+//! Objects are named from the ids of the messages they hold, so a retried batch overwrites what
+//! it wrote before instead of adding a copy. Within a batch an event is written once per identity
+//! ((type, event_id), or a hash of its raw JSON). Failures are per message: a message that cannot
+//! be read, or whose rows could not be stored, is reported failed; the others are done.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use bytes::Bytes;
+use sparklake_core::encode::{EncodeError, ParquetEncoder, encode_csv};
+use sparklake_core::envelope::{self, ValidationError};
+use sparklake_core::event::Event;
+use sparklake_core::message::{InboundMessage, attr};
+use sparklake_core::partition::{Format, Partition, content_name, object_key};
+use sparklake_core::ports::{ObjectPut, PortError};
+use sparklake_core::schema::Row;
+use tracing::{error, info, warn};
+
+/// The writer handler over its port.
+pub struct Writer<'a> {
+    pub store: &'a dyn ObjectPut,
+    pub parquet: &'a ParquetEncoder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("message body is not a SparkPost batch: {0}")]
+    Undecodable(#[from] ValidationError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// What a call did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Rows written (after de-duplication).
+    pub rows: usize,
+    /// Duplicates dropped within the batch.
+    pub duplicates: usize,
+    /// Object keys written.
+    pub objects: Vec<String>,
+    /// Ids of the messages that failed.
+    pub failed: Vec<String>,
+}
+
+struct Group<'a> {
+    rows: Vec<Row<'a>>,
+    message_ids: BTreeSet<&'a str>,
+}
+
+impl Writer<'_> {
+    /// Writes a batch of messages; `now` (unix ms) stands in for a missing receive time.
+    pub async fn handle(&self, messages: &[InboundMessage], now: i64) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut seen = HashSet::new();
+        let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
+        for message in messages {
+            let rows = match read_rows(message, now) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    error!(id = %message.id, error = %e, "unreadable message; it will be retried, then dead-lettered");
+                    outcome.failed.push(message.id.clone());
+                    continue;
+                }
+            };
+            for row in rows {
+                if !seen.insert(row.event.identity()) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                let group = groups.entry(row.partition()).or_insert_with(|| Group {
+                    rows: Vec::new(),
+                    message_ids: BTreeSet::new(),
+                });
+                group.message_ids.insert(&message.id);
+                group.rows.push(row);
+            }
+        }
+
+        let mut failed: BTreeSet<&str> = BTreeSet::new();
+        for (partition, group) in &groups {
+            match self.write_group(partition, group).await {
+                Ok(keys) => {
+                    outcome.rows += group.rows.len();
+                    outcome.objects.extend(keys);
+                }
+                Err(e) => {
+                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
+                    failed.extend(group.message_ids.iter().copied());
+                }
+            }
+        }
+        outcome.failed.extend(failed.into_iter().map(str::to_owned));
+        if outcome.duplicates > 0 {
+            warn!(
+                duplicates = outcome.duplicates,
+                "dropped duplicate events within the batch"
+            );
+        }
+        info!(
+            messages = messages.len(),
+            rows = outcome.rows,
+            objects = outcome.objects.len(),
+            failed = outcome.failed.len(),
+            "writer batch done"
+        );
+        outcome
+    }
+
+    async fn write_group(
+        &self,
+        partition: &Partition<'_>,
+        group: &Group<'_>,
+    ) -> Result<Vec<String>, WriteError> {
+        let name = content_name(group.message_ids.iter().copied());
+        let parquet = self.parquet.encode(&group.rows)?;
+        let csv = encode_csv(&group.rows)?;
+        let mut keys = Vec::with_capacity(2);
+        for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
+            let key = object_key(format, partition, &name);
+            self.store
+                .put(&key, Bytes::from(body), format.content_type())
+                .await?;
+            info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+}
+
+/// The rows of one message, with its batch context.
+fn read_rows(message: &InboundMessage, now: i64) -> Result<Vec<Row<'_>>, WriteError> {
+    let batch = envelope::validate(&message.body)?;
+    let batch_id = message.attribute(attr::BATCH_ID);
+    let received_at = message.received_at_millis().unwrap_or(now);
+    let rows = batch
+        .events()
+        .map(|(element, head)| Row {
+            event: Event::with_head(element.raw, head.clone()),
+            batch_id,
+            received_at,
+        })
+        .collect();
+    Ok(rows)
+}
