@@ -59,12 +59,16 @@ fn serve_config() -> anyhow::Result<IngestConfig> {
 /// `sparklake serve`.
 pub async fn serve(listen: &str, data: &Path, settings: Settings) -> anyhow::Result<ExitCode> {
     let config = serve_config()?;
+    let shutdown = shutdown_signal()?;
     let pipeline = Pipeline::open(data, settings).context("opening the data folder")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    info!(addr = %listener.local_addr()?, data = %data.display(), auth = ?config.auth.modes(), "sparklake serving");
-    run(pipeline, listener, config, shutdown_signal()).await?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data = %data.display(), auth = ?config.auth.modes(), "sparklake serving");
+    // On stdout, so scripts (and tests) that listen on port 0 learn the port.
+    println!("sparklake listening on http://{addr}/");
+    run(pipeline, listener, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -112,27 +116,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// A future resolving on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when first polled, so a signal that arrives right after start-up is not missed.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => info!("SIGINT received"),
+            _ = terminate.recv() => info!("SIGTERM received"),
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }
 
 /// `sparklake demo`.

@@ -87,7 +87,7 @@ pub fn table(data: &Path, partitions: &BTreeMap<(String, String), PartitionRepor
         out.push_str(&format!(
             "{event_type:<24} {dt:<11} {:>5}  {}\n",
             report.rows,
-            files.join("\n                                            ")
+            files.join("  ")
         ));
     }
     out.push_str(&format!("{:<24} {:<11} {total:>5}\n", "total", ""));

@@ -1,0 +1,173 @@
+//! The real `sparklake serve` process: a kill -9 after batches were answered 200 loses none of
+//! them once the process is restarted; SIGTERM drains everything accepted and exits 0.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sparklake::commands::post;
+
+fn sparklake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sparklake"))
+}
+
+/// Starts `serve` on a free port and returns the child and its address.
+fn start(data: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = sparklake()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("SPARKLAKE_AUTH", "none")
+        .env("SPARKLAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sparklake serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = line
+        .trim()
+        .strip_prefix("sparklake listening on http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+fn terminate(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    // Bounded wait so a hung drain fails the test instead of hanging CI.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "serve exited with {status} after SIGTERM");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A batch of `n` distinct events of mixed types, ids prefixed by `batch`.
+fn batch(batch: usize, n: usize) -> String {
+    let types = [
+        ("message_event", "delivery"),
+        ("message_event", "bounce"),
+        ("track_event", "open"),
+        ("unsubscribe_event", "list_unsubscribe"),
+    ];
+    let elements: Vec<String> = (0..n)
+        .map(|i| {
+            let (class, t) = types[i % types.len()];
+            format!(r#"{{"msys":{{"{class}":{{"type":"{t}","event_id":"{batch}-{i}","timestamp":"1454442600","subject":"line one\nline two"}}}}}}"#)
+        })
+        .collect();
+    format!("[{}]", elements.join(","))
+}
+
+fn written_event_ids(data: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for entry in walk(&data.join("parquet")) {
+        let file = std::fs::File::open(&entry).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("event_id").expect("event_id column");
+            let strings = column
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .expect("utf8");
+            ids.extend(strings.iter().map(|s| s.unwrap_or_default().to_owned()));
+        }
+    }
+    ids
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_dash_nine_then_restart_loses_no_accepted_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    // A writer window far longer than the test: nothing is written before the kill.
+    let (mut child, addr) = start(
+        data,
+        &[
+            "--writer-window-ms",
+            "3600000",
+            "--writer-batch-size",
+            "10000",
+        ],
+    );
+    let (batches, per_batch) = (6, 25);
+    for b in 0..batches {
+        let (status, body) = post(&addr, batch(b, per_batch).as_bytes())
+            .await
+            .expect("post");
+        assert_eq!(status, 200, "{body}");
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(
+        written_event_ids(data).is_empty(),
+        "the long window kept the writer from writing before the kill"
+    );
+
+    let (child, _) = start(data, &[]);
+    terminate(child);
+    let ids = written_event_ids(data);
+    let unique: BTreeSet<_> = ids.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        batches * per_batch,
+        "every accepted event written"
+    );
+    assert_eq!(ids.len(), unique.len(), "and written once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_what_was_accepted_and_health_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (child, addr) = start(dir.path(), &["--writer-window-ms", "3600000"]);
+    let (status, _) = post(&addr, batch(0, 10).as_bytes()).await.expect("post");
+    assert_eq!(status, 200);
+    let (status, _) = post(&addr, br#"[{"msys":{}}]"#).await.expect("ping");
+    assert_eq!(status, 200);
+    let (status, body) = post(&addr, b"[{\"msys\":{\"a\":1,\"b\":2}}]")
+        .await
+        .expect("bad");
+    assert_eq!(status, 400, "{body}");
+    terminate(child);
+    assert_eq!(written_event_ids(dir.path()).len(), 10);
+}
