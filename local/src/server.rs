@@ -10,7 +10,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use bytes::Bytes;
 use http::StatusCode;
 use ingest::IngestConfig;
 use tokio::net::TcpListener;
@@ -51,7 +50,7 @@ async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Respon
             return response;
         }
     };
-    let request = http::Request::from_parts(parts, Bytes::from(bytes));
+    let request = http::Request::from_parts(parts, bytes);
     let response = state
         .pipeline
         .ingest(&state.config)
