@@ -89,26 +89,30 @@ impl Fanout<'_> {
                 context.insert(name.to_owned(), value.to_owned());
             }
         }
-        let max = self.events.max_message_bytes();
-        let mut to_writer = Vec::new();
-        let mut per_route: Vec<Vec<OutboundMessage>> =
-            self.routes.iter().map(|_| Vec::new()).collect();
-        for (event_type, raws) in &by_type {
-            let mut attributes = context.clone();
-            attributes.insert(attr::EVENT_TYPE.to_owned(), (*event_type).to_owned());
-            for part in envelope::split(raws, max)? {
-                let out = OutboundMessage {
-                    body: Bytes::from(part),
-                    attributes: attributes.clone(),
-                };
-                for (route, sink) in self.routes.iter().zip(per_route.iter_mut()) {
-                    if route.event_types.contains(*event_type) {
-                        sink.push(out.clone());
-                    }
+        // Each queue gets parts packed to its own size limit.
+        let pack = |queue: &dyn QueueSend, types: Option<&BTreeSet<String>>| {
+            let mut out = Vec::new();
+            for (event_type, raws) in &by_type {
+                if types.is_some_and(|t| !t.contains(*event_type)) {
+                    continue;
                 }
-                to_writer.push(out);
+                let mut attributes = context.clone();
+                attributes.insert(attr::EVENT_TYPE.to_owned(), (*event_type).to_owned());
+                for part in envelope::split(raws, queue.max_message_bytes())? {
+                    out.push(OutboundMessage {
+                        body: Bytes::from(part),
+                        attributes: attributes.clone(),
+                    });
+                }
             }
-        }
+            Ok::<_, envelope::ElementTooLarge>(out)
+        };
+        let to_writer = pack(self.events, None)?;
+        let per_route = self
+            .routes
+            .iter()
+            .map(|route| pack(route.queue, Some(&route.event_types)))
+            .collect::<Result<Vec<_>, _>>()?;
 
         if let Some(archive) = self.archive {
             let records = batch

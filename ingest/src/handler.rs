@@ -161,7 +161,8 @@ impl Ingest<'_> {
         match encoding.as_deref() {
             None | Some("" | "identity") => Ok(body),
             Some("gzip" | "x-gzip") => {
-                let mut out = Vec::with_capacity(body.len() * 8);
+                let mut out =
+                    Vec::with_capacity(body.len().saturating_mul(8).min(max.saturating_add(1)));
                 let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
                 match MultiGzDecoder::new(&body[..])
                     .take(limit)
@@ -200,8 +201,19 @@ impl Ingest<'_> {
                 attributes,
             }]);
         }
-        let events: Vec<&str> = batch.events().map(|(e, _)| e.raw).collect();
-        let parts = envelope::split(&events, max)?;
+        // Positions in the body of the events (pings left out), so a refusal names the element
+        // the sender can find.
+        let (positions, events): (Vec<usize>, Vec<&str>) = batch
+            .elements
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.head.is_some())
+            .map(|(i, e)| (i, e.raw))
+            .unzip();
+        let parts = envelope::split(&events, max).map_err(|e| envelope::ElementTooLarge {
+            index: positions.get(e.index).copied().unwrap_or(e.index),
+            ..e
+        })?;
         let total = parts.len();
         Ok(parts
             .into_iter()
