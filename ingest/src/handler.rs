@@ -90,38 +90,15 @@ impl Ingest<'_> {
             }
         };
 
-        let batch = match envelope::validate(&body) {
-            Ok(batch) => batch,
-            Err(e) => {
-                let reason = e.to_string();
-                return self
-                    .quarantine(
-                        &body,
-                        &reason,
-                        batch_id,
-                        received_at,
-                        StatusCode::BAD_REQUEST,
-                    )
-                    .await;
+        let (events, messages) = match self.prepare(&body, batch_id, received_at) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => {
+                info!("ping: nothing to store");
+                return respond(StatusCode::OK, r#"{"accepted":0}"#);
             }
-        };
-        let events = batch.event_count();
-        if events == 0 {
-            info!(elements = batch.elements.len(), "ping: nothing to store");
-            return respond(StatusCode::OK, r#"{"accepted":0}"#);
-        }
-        let messages = match self.pack(&body, &batch, batch_id, received_at) {
-            Ok(messages) => messages,
-            Err(e) => {
-                let reason = e.to_string();
+            Err((status, reason)) => {
                 return self
-                    .quarantine(
-                        &body,
-                        &reason,
-                        batch_id,
-                        received_at,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                    )
+                    .quarantine(&body, &reason, batch_id, received_at, status)
                     .await;
             }
         };
@@ -147,6 +124,26 @@ impl Ingest<'_> {
                 )
             }
         }
+    }
+
+    /// Validates the body and packs its events into queue messages: `None` for a ping, or the
+    /// status and reason to refuse it with.
+    fn prepare(
+        &self,
+        body: &Bytes,
+        batch_id: Option<&str>,
+        received_at: i64,
+    ) -> Result<Option<Prepared>, (StatusCode, String)> {
+        let batch =
+            envelope::validate(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let events = batch.event_count();
+        if events == 0 {
+            return Ok(None);
+        }
+        let messages = self
+            .pack(body, &batch, batch_id, received_at)
+            .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+        Ok(Some((events, messages)))
     }
 
     /// Undoes `Content-Encoding`, enforcing the size limit on what comes out.
@@ -289,6 +286,9 @@ pub fn quarantine_keys(body: &[u8], received_at: i64) -> (String, String) {
     );
     (format!("{base}.body"), format!("{base}.reason.json"))
 }
+
+/// A batch's event count and the messages that carry it.
+type Prepared = (usize, Vec<OutboundMessage>);
 
 enum Refusal {
     TooLarge,
