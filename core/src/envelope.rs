@@ -65,6 +65,18 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The error without any text from the body (serde's messages can quote values, such as a
+    /// recipient's address): what logs may carry.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::NotUtf8 { offset } => format!("body is not valid UTF-8 (byte {offset})"),
+            Self::NotArray { .. } => "body is not a JSON array".to_owned(),
+            Self::TooDeep { index, max } => format!("element {index}: nested deeper than {max}"),
+            Self::Element { index, .. } => format!("element {index}: not a SparkPost event"),
+            Self::Trailing { index, .. } => format!("after element {index}: trailing data"),
+        }
+    }
+
     /// The index of the first bad element, where there is one.
     pub fn index(&self) -> Option<usize> {
         match self {

@@ -39,6 +39,18 @@ pub enum FanoutError {
     Port(#[from] PortError),
 }
 
+impl FanoutError {
+    /// The error as logs may carry it: without text quoted from the payload.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Undecodable(e) => {
+                format!("message body is not a SparkPost batch: {}", e.redacted())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What a call did: the ids of the messages that failed (to report as batch item failures).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -55,7 +67,9 @@ impl Fanout<'_> {
             match self.route_one(message).instrument(span.clone()).await {
                 Ok(events) => outcome.events += events,
                 Err(e) => {
-                    span.in_scope(|| error!(error = %e, "fanout failed; message will be retried"));
+                    span.in_scope(
+                        || error!(error = %e.redacted(), "fanout failed; message will be retried"),
+                    );
                     outcome.failed.push(message.id.clone());
                 }
             }

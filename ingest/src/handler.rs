@@ -134,8 +134,10 @@ impl Ingest<'_> {
         batch_id: Option<&str>,
         received_at: i64,
     ) -> Result<Option<Prepared>, (StatusCode, String)> {
-        let batch =
-            envelope::validate(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let batch = envelope::validate(body).map_err(|e| {
+            warn!(problem = %e.redacted(), "malformed batch");
+            (StatusCode::BAD_REQUEST, e.to_string())
+        })?;
         let events = batch.event_count();
         if events == 0 {
             return Ok(None);
@@ -263,7 +265,8 @@ impl Ingest<'_> {
         };
         match stored.await {
             Ok(()) => {
-                warn!(%reason, key = %body_key, status = status.as_u16(), "quarantined refused body");
+                // The reason itself stays out of the log: it can quote the body.
+                warn!(key = %body_key, status = status.as_u16(), "quarantined refused body");
                 respond(status, reason)
             }
             Err(e) => {

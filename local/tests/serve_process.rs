@@ -16,14 +16,20 @@ fn sparklake() -> Command {
 
 /// Starts `serve` on a free port and returns the child and its address.
 fn start(data: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = sparklake()
+    let mut command = sparklake();
+    command
+        .env("SPARKLAKE_AUTH", "none")
+        .env("SPARKLAKE_LOG", "warn")
+        .stderr(Stdio::inherit());
+    start_with(command, data, extra)
+}
+
+fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(extra)
-        .env("SPARKLAKE_AUTH", "none")
-        .env("SPARKLAKE_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn sparklake serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -170,4 +176,89 @@ async fn sigterm_drains_what_was_accepted_and_health_answers() {
     assert_eq!(status, 400, "{body}");
     terminate(child);
     assert_eq!(written_event_ids(dir.path()).len(), 10);
+}
+
+/// Posts with extra headers over plain HTTP/1.1; returns the status code.
+async fn post_with(addr: &str, headers: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_carry_no_token_password_or_recipient_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let mut command = sparklake();
+    command
+        .env("SPARKLAKE_AUTH", "bearer,header")
+        .env("SPARKLAKE_BEARER_TOKENS", "t0ken-alpha,t0ken-beta")
+        .env("SPARKLAKE_HEADER_NAME", "x-hook-secret")
+        .env("SPARKLAKE_HEADER_VALUE", "h3ader-secret")
+        .env("SPARKLAKE_LOG", "trace")
+        .env("SPARKLAKE_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let data = dir.path().join("data");
+    let (child, addr) = start_with(command, &data, &[]);
+    let good = "Authorization: Bearer t0ken-beta\r\nX-Hook-Secret: h3ader-secret\r\n";
+    let sample = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sparkpost/batch.json"),
+    )
+    .expect("fixture");
+    assert_eq!(post_with(&addr, good, &sample).await, 200);
+    assert_eq!(
+        post_with(
+            &addr,
+            "Authorization: Bearer t0ken-gamma\r\nX-Hook-Secret: h3ader-secret\r\n",
+            &sample
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        post_with(
+            &addr,
+            "Authorization: Bearer t0ken-beta\r\nX-Hook-Secret: wr0ng-secret\r\n",
+            &sample
+        )
+        .await,
+        401
+    );
+    // serde's error for this element quotes the string: the response may, the log must not.
+    assert_eq!(
+        post_with(&addr, good, br#"["someone@example.org"]"#).await,
+        400
+    );
+    terminate(child);
+    assert_eq!(written_event_ids(&data).len(), 19);
+
+    let logged = std::fs::read_to_string(&log).expect("read log");
+    assert!(
+        logged.contains("batch enqueued"),
+        "the log is really captured"
+    );
+    for secret in [
+        "t0ken-alpha",
+        "t0ken-beta",
+        "t0ken-gamma",
+        "h3ader-secret",
+        "wr0ng-secret",
+        "@example.com",
+        "@example.org",
+        "Summer deals",
+    ] {
+        assert!(!logged.contains(secret), "log holds {secret:?}");
+    }
 }

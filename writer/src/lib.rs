@@ -36,6 +36,18 @@ pub enum WriteError {
     Port(#[from] PortError),
 }
 
+impl WriteError {
+    /// The error as logs may carry it: without text quoted from the payload.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Undecodable(e) => {
+                format!("message body is not a SparkPost batch: {}", e.redacted())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What a call did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -64,7 +76,7 @@ impl Writer<'_> {
             let rows = match read_rows(message, now) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    error!(id = %message.id, error = %e, "unreadable message; it will be retried, then dead-lettered");
+                    error!(id = %message.id, error = %e.redacted(), "unreadable message; it will be retried, then dead-lettered");
                     outcome.failed.push(message.id.clone());
                     continue;
                 }
