@@ -84,10 +84,18 @@ pub fn table(data: &Path, partitions: &BTreeMap<(String, String), PartitionRepor
             .iter()
             .map(|f| f.strip_prefix(data).unwrap_or(f).display().to_string())
             .collect();
-        out.push_str(&format!(
-            "{event_type:<24} {dt:<11} {:>5}  {}\n",
-            report.rows,
+        // Name the files while there are few (the demo); count them once there are many.
+        let files = if files.len() <= 2 {
             files.join("  ")
+        } else {
+            format!(
+                "{} files under {{parquet,csv}}/event_type={event_type}/dt={dt}/",
+                files.len()
+            )
+        };
+        out.push_str(&format!(
+            "{event_type:<24} {dt:<11} {:>5}  {files}\n",
+            report.rows
         ));
     }
     out.push_str(&format!("{:<24} {:<11} {total:>5}\n", "total", ""));
