@@ -186,3 +186,54 @@ fn compact_drops_whitespace_outside_strings_only() {
         std::borrow::Cow::Borrowed(_)
     ));
 }
+
+/// Mutated and truncated copies of real payloads: validation answers Ok or Err, never panics,
+/// and whatever it accepts reads as events (all of them, none dropped).
+#[test]
+fn mutated_bodies_never_panic_and_accepted_ones_read_whole() {
+    let sources = [
+        fixture("sparkpost/batch.json"),
+        fixture("drift/numbers.json"),
+        fixture("drift/unknown.json"),
+    ];
+    // xorshift: deterministic, so a failure reproduces.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet = b"{}[]\",:\\ 0123456789eE.-+tfnu\x00\xff\xc3";
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let mut body = sources[round % sources.len()].clone();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % body.len();
+            match next() % 3 {
+                0 => body[at] = alphabet[(next() as usize) % alphabet.len()],
+                1 => {
+                    body.remove(at);
+                }
+                _ => body.truncate(at.max(1)),
+            }
+        }
+        match validate(&body) {
+            Ok(batch) => {
+                accepted += 1;
+                for (element, head) in batch.events() {
+                    let event = sparklake_core::event::Event::with_head(element.raw, head.clone());
+                    assert_eq!(event.raw, element.raw);
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "both paths exercised: {accepted} accepted, {refused} refused"
+    );
+}
