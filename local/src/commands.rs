@@ -57,15 +57,14 @@ fn serve_config() -> anyhow::Result<IngestConfig> {
 }
 
 /// `sparklake serve`.
-pub async fn serve(listen: &str, data: &Path, settings: Settings) -> anyhow::Result<ExitCode> {
+pub async fn serve(listen: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
     let config = serve_config()?;
     let shutdown = shutdown_signal()?;
-    let pipeline = Pipeline::open(data, settings).context("opening the data folder")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
-    info!(%addr, data = %data.display(), auth = ?config.auth.modes(), "sparklake serving");
+    info!(%addr, auth = ?config.auth.modes(), local = pipeline.local.is_some(), "sparklake serving");
     // On stdout, so scripts (and tests) that listen on port 0 learn the port.
     println!("sparklake listening on http://{addr}/");
     run(pipeline, listener, config, shutdown).await?;
@@ -199,12 +198,7 @@ pub async fn post(addr: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
 
 /// `sparklake import`: each file through the ingest handler (validation, quarantine, splitting,
 /// enqueue), then fanout and writer until the queues are drained.
-pub async fn import(
-    data: &Path,
-    settings: Settings,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::open(data, settings)?;
+pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     pipeline.recover().await?;
     // A backfill file can be far larger than one webhook post; the handler splits it.
     let config = IngestConfig::open(usize::MAX);
@@ -234,21 +228,18 @@ pub async fn import(
         }
         pipeline.drain().await?;
     }
-    let partitions = report::partitions(data)?;
-    println!("\n{}", report::table(data, &partitions));
+    if let Some(local) = &pipeline.local {
+        print_partitions(&local.data)?;
+    }
     if refused > 0 {
-        eprintln!(
-            "{refused} file(s) refused; see {}/quarantine/",
-            data.display()
-        );
+        eprintln!("{refused} file(s) refused; they are kept under quarantine/");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `sparklake redrive`.
-pub async fn redrive(data: &Path, settings: Settings, which: &str) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::open(data, settings)?;
+pub async fn redrive(pipeline: &Pipeline, which: &str) -> anyhow::Result<ExitCode> {
     let queues = match which {
         "ingest" => vec![&pipeline.ingest_queue],
         "events" => vec![&pipeline.events_queue],
@@ -256,26 +247,18 @@ pub async fn redrive(data: &Path, settings: Settings, which: &str) -> anyhow::Re
         other => anyhow::bail!("--queue `{other}`: expected ingest, events or all"),
     };
     for queue in queues {
-        let moved = queue.redrive().await?;
-        println!(
-            "{}: moved {moved} message(s) from {} back",
-            queue.name(),
-            queue.dead_letter_name()
-        );
+        queue.redrive(&|line| println!("{line}")).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `sparklake status`.
-pub async fn status(data: &Path, settings: Settings) -> anyhow::Result<ExitCode> {
-    let pipeline = Pipeline::open(data, settings)?;
+pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
     println!(
         "{:<20} {:>8} {:>9} {:>6}",
         "queue", "visible", "in_flight", "dead"
     );
-    let mut queues = vec![&pipeline.ingest_queue, &pipeline.events_queue];
-    queues.extend(pipeline.route_queues.iter().map(|(_, _, q)| q));
-    for queue in queues {
+    for queue in [&pipeline.ingest_queue, &pipeline.events_queue] {
         let c = queue.counts().await?;
         println!(
             "{:<20} {:>8} {:>9} {:>6}",
@@ -285,11 +268,21 @@ pub async fn status(data: &Path, settings: Settings) -> anyhow::Result<ExitCode>
             c.dead
         );
     }
-    let quarantined = walk_count(&data.join(ingest::handler::QUARANTINE_PREFIX), ".body");
-    println!("quarantined bodies: {quarantined}");
+    if let Some(local) = &pipeline.local {
+        let quarantined = walk_count(
+            &local.data.join(ingest::handler::QUARANTINE_PREFIX),
+            ".body",
+        );
+        println!("quarantined bodies: {quarantined}");
+        print_partitions(&local.data)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_partitions(data: &Path) -> anyhow::Result<()> {
     let partitions = report::partitions(data)?;
     println!("\n{}", report::table(data, &partitions));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn walk_count(dir: &Path, suffix: &str) -> usize {

@@ -1,15 +1,15 @@
 //! `sparklake`: the SparkPost events pipeline on one machine. Parses the command line and
 //! hands over to [`sparklake::commands`].
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sparklake::commands;
-use sparklake::pipeline::Settings;
+use sparklake::pipeline::{Pipeline, Settings};
 use sparklake::queue::QueueConfig;
+use sparklake_aws::config::AwsSettings;
 
 #[derive(Parser)]
 #[command(
@@ -73,13 +73,37 @@ enum Command {
 
 #[derive(Args)]
 struct PipelineArgs {
+    /// Where the queues and files are: `local` (SQLite and a folder under --data) or `aws`
+    /// (SQS, S3 and Firehose; the AWS settings below, credentials and region from the standard
+    /// AWS environment, `AWS_ENDPOINT_URL` included).
+    #[arg(long, env = "SPARKLAKE_BACKEND", default_value = "local")]
+    backend: String,
     /// Data folder: queue database, output files, quarantine and archive.
     #[arg(long, env = "SPARKLAKE_DATA", default_value = "./data")]
     data: PathBuf,
+    /// aws: the queue ingest sends to and fanout reads.
+    #[arg(long, env = "SPARKLAKE_INGEST_QUEUE_URL")]
+    ingest_queue: Option<String>,
+    /// aws: the queue fanout sends to and the writer reads.
+    #[arg(long, env = "SPARKLAKE_WRITER_QUEUE_URL")]
+    writer_queue: Option<String>,
+    /// aws: the bucket for output and quarantine.
+    #[arg(long, env = "SPARKLAKE_BUCKET")]
+    bucket: Option<String>,
+    /// aws: key prefix in the bucket.
+    #[arg(long, env = "SPARKLAKE_PREFIX")]
+    prefix: Option<String>,
+    /// aws: Firehose delivery stream for the raw archive.
+    #[arg(long, env = "SPARKLAKE_ARCHIVE_STREAM")]
+    archive_stream: Option<String>,
+    /// aws: seconds a receive long-polls (at most 20).
+    #[arg(long, env = "SPARKLAKE_POLL_WAIT_SECS", default_value_t = 20)]
+    poll_wait_secs: u64,
     /// Seconds a received message stays invisible before it is redelivered.
     #[arg(long, env = "SPARKLAKE_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]
     visibility_timeout_secs: u64,
-    /// Receives before a message moves to the dead-letter queue.
+    /// local: receives before a message moves to the dead-letter queue (on SQS, the queue's
+    /// redrive policy decides).
     #[arg(long, env = "SPARKLAKE_MAX_RECEIVES", default_value_t = 5)]
     max_receives: u32,
     /// Largest queue message body, in bytes (SQS: 1 MiB).
@@ -94,36 +118,19 @@ struct PipelineArgs {
     /// Milliseconds the writer waits to fill a batch.
     #[arg(long, env = "SPARKLAKE_WRITER_WINDOW_MS", default_value_t = 1000)]
     writer_window_ms: u64,
-    /// Do not append raw events to `<data>/archive/`.
+    /// Do not append raw events to the archive.
     #[arg(long, env = "SPARKLAKE_NO_ARCHIVE")]
     no_archive: bool,
-    /// Also send events of some types to the local queue `route-NAME`:
-    /// `NAME=type,type` (repeatable), e.g. `suppression=bounce,spam_complaint,list_unsubscribe`.
+    /// Also send events of some types to another queue: `NAME=type,type` (repeatable), e.g.
+    /// `suppression=bounce,spam_complaint,list_unsubscribe`. Locally the queue is `route-NAME`;
+    /// on aws its URL is `SPARKLAKE_ROUTE_<NAME>_QUEUE_URL`.
     #[arg(long = "route", env = "SPARKLAKE_ROUTES", value_delimiter = ';')]
     routes: Vec<String>,
 }
 
 impl PipelineArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let routes = self
-            .routes
-            .iter()
-            .map(|r| {
-                let (name, types) = r
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--route `{r}`: expected NAME=type,type"))?;
-                let types: BTreeSet<String> = types
-                    .split(',')
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty())
-                    .collect();
-                anyhow::ensure!(
-                    !name.is_empty() && !types.is_empty(),
-                    "--route `{r}`: expected NAME=type,type"
-                );
-                Ok((name.trim().to_owned(), types))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let routes = sparklake_aws::config::parse_routes(&self.routes.join(";"))?;
         Ok(Settings {
             queue: QueueConfig {
                 visibility_timeout: Duration::from_secs(self.visibility_timeout_secs),
@@ -136,6 +143,28 @@ impl PipelineArgs {
             archive: !self.no_archive,
             routes,
         })
+    }
+
+    /// Opens the pipeline on the chosen backend.
+    async fn open(&self) -> anyhow::Result<Pipeline> {
+        let settings = self.settings()?;
+        match self.backend.as_str() {
+            "local" => Ok(Pipeline::open(&self.data, settings)?),
+            "aws" => {
+                let env = |name: &str| std::env::var(name).ok();
+                let mut aws = AwsSettings::from_lookup(env)?;
+                aws.ingest_queue_url = self.ingest_queue.clone().or(aws.ingest_queue_url);
+                aws.writer_queue_url = self.writer_queue.clone().or(aws.writer_queue_url);
+                aws.bucket = self.bucket.clone().or(aws.bucket);
+                aws.prefix = self.prefix.clone().unwrap_or(aws.prefix);
+                aws.archive_stream = self.archive_stream.clone().or(aws.archive_stream);
+                aws.max_message_bytes = self.max_message_bytes.min(aws.max_message_bytes);
+                let sdk = sparklake_aws::load_config().await;
+                let wait = Duration::from_secs(self.poll_wait_secs);
+                Ok(Pipeline::aws(settings, &aws, &sdk, wait)?)
+            }
+            other => anyhow::bail!("--backend `{other}`: expected local or aws"),
+        }
     }
 }
 
@@ -160,18 +189,16 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { listen, pipeline } => {
-                commands::serve(&listen, &pipeline.data, pipeline.settings()?).await
+                commands::serve(&listen, pipeline.open().await?).await
             }
             Command::Demo { data } => commands::demo(data).await,
             Command::Import { pipeline, files } => {
-                commands::import(&pipeline.data, pipeline.settings()?, &files).await
+                commands::import(&pipeline.open().await?, &files).await
             }
             Command::Redrive { pipeline, queue } => {
-                commands::redrive(&pipeline.data, pipeline.settings()?, &queue).await
+                commands::redrive(&pipeline.open().await?, &queue).await
             }
-            Command::Status { pipeline } => {
-                commands::status(&pipeline.data, pipeline.settings()?).await
-            }
+            Command::Status { pipeline } => commands::status(&pipeline.open().await?).await,
         }
     });
     match result {

@@ -1,23 +1,31 @@
-//! The pipeline on one machine: the queues in `<data>/queue.sqlite3`, the folder store, and the
-//! fanout and writer workers polling their queues the way an SQS event source mapping does
-//! (a batch size and a batching window), deleting what succeeded and leaving failures to be
-//! redelivered after the visibility timeout, then dead-lettered after `max_receives`.
+//! The pipeline's workers over either backend: the local queues in `<data>/queue.sqlite3` and a
+//! folder, or SQS, S3 and Firehose. Fanout and writer poll their queues the way an SQS event
+//! source mapping does (a batch size and a batching window), keep a batch invisible while it is
+//! being worked on, delete what succeeded and leave failures to be redelivered after the
+//! visibility timeout, then dead-lettered.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanout::{Fanout, Route};
 use ingest::{Ingest, IngestConfig};
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::message::InboundMessage;
-use sparklake_core::ports::ArchiveAppend;
+use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, QueueSend};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use writer::Writer;
 
 use crate::queue::{LocalQueue, LocalQueues, QueueConfig, QueueError, Received};
 use crate::store::{FsArchive, FsStore};
+use crate::work_queue::{SqsWorkQueue, WorkQueue};
+use sparklake_aws::config::{AwsSettings, SettingsError};
+use sparklake_aws::firehose::FirehoseArchive;
+use sparklake_aws::s3::S3Store;
+use sparklake_aws::sqs::SqsQueue;
 
 /// The queue ingest sends batches to, and fanout reads.
 pub const INGEST_QUEUE: &str = "ingest";
@@ -30,9 +38,10 @@ pub struct Settings {
     pub queue: QueueConfig,
     pub fanout_batch_size: usize,
     pub writer_batch_size: usize,
-    /// How long the writer waits to fill a batch before writing what it has.
+    /// How long the writer waits to fill a batch before writing what it has (at most half the
+    /// visibility timeout, so a waiting batch is never redelivered).
     pub writer_window: Duration,
-    /// Append every event to `<data>/archive/` as NDJSON.
+    /// Append every event to the raw archive (`<data>/archive/` locally).
     pub archive: bool,
     /// Extra routes: a name and the event types sent to the local queue `route-<name>`.
     pub routes: Vec<(String, BTreeSet<String>)>,
@@ -59,36 +68,125 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Everything the local pipeline runs on, opened from one data folder.
+/// The local queues, for what only they can do (inspect dead letters).
+#[derive(Clone)]
+pub struct LocalParts {
+    pub data: PathBuf,
+    pub ingest: LocalQueue,
+    pub events: LocalQueue,
+}
+
+/// Everything the workers run on.
 #[derive(Clone)]
 pub struct Pipeline {
-    pub data: PathBuf,
     pub settings: Settings,
-    pub ingest_queue: LocalQueue,
-    pub events_queue: LocalQueue,
-    pub route_queues: Vec<(String, BTreeSet<String>, LocalQueue)>,
-    pub store: FsStore,
-    pub archive: FsArchive,
+    pub ingest_queue: Arc<dyn WorkQueue>,
+    pub events_queue: Arc<dyn WorkQueue>,
+    pub routes: Vec<(String, BTreeSet<String>, Arc<dyn QueueSend>)>,
+    pub store: Arc<dyn ObjectPut>,
+    pub archive: Option<Arc<dyn ArchiveAppend>>,
+    /// How long a receive waits for a first message (SQS long polling; 0 locally).
+    pub poll_wait: Duration,
+    pub local: Option<LocalParts>,
 }
 
 impl Pipeline {
+    /// The local backend, opened from one data folder.
     pub fn open(data: &Path, settings: Settings) -> Result<Self, QueueError> {
         let queues = LocalQueues::open(&data.join("queue.sqlite3"))?;
-        let route_queues = settings
+        let ingest = queues.queue(INGEST_QUEUE, settings.queue.clone());
+        let events = queues.queue(EVENTS_QUEUE, settings.queue.clone());
+        let routes = settings
             .routes
             .iter()
             .map(|(name, types)| {
                 let queue = queues.queue(&format!("route-{name}"), settings.queue.clone());
-                (name.clone(), types.clone(), queue)
+                (
+                    name.clone(),
+                    types.clone(),
+                    Arc::new(queue) as Arc<dyn QueueSend>,
+                )
             })
             .collect();
         Ok(Self {
-            data: data.to_owned(),
-            ingest_queue: queues.queue(INGEST_QUEUE, settings.queue.clone()),
-            events_queue: queues.queue(EVENTS_QUEUE, settings.queue.clone()),
-            route_queues,
-            store: FsStore::new(data),
-            archive: FsArchive::new(data),
+            ingest_queue: Arc::new(ingest.clone()),
+            events_queue: Arc::new(events.clone()),
+            routes,
+            store: Arc::new(FsStore::new(data)),
+            archive: settings
+                .archive
+                .then(|| Arc::new(FsArchive::new(data)) as Arc<dyn ArchiveAppend>),
+            poll_wait: Duration::ZERO,
+            local: Some(LocalParts {
+                data: data.to_owned(),
+                ingest,
+                events,
+            }),
+            settings,
+        })
+    }
+
+    /// The AWS backend: SQS queues, an S3 bucket, and a Firehose stream when one is named.
+    pub fn aws(
+        settings: Settings,
+        aws: &AwsSettings,
+        sdk: &aws_config::SdkConfig,
+        poll_wait: Duration,
+    ) -> Result<Self, SettingsError> {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let queue = |url: &str, name: &str| SqsWorkQueue {
+            queue: SqsQueue::new(sqs.clone(), url)
+                .with_max_message_bytes(aws.max_message_bytes)
+                .with_compression(aws.compress),
+            name: name.to_owned(),
+            visibility_timeout: settings.queue.visibility_timeout,
+            redrive_rate: 50,
+        };
+        let ingest = queue(
+            AwsSettings::require(&aws.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?,
+            INGEST_QUEUE,
+        );
+        let events = queue(
+            AwsSettings::require(&aws.writer_queue_url, "SPARKLAKE_WRITER_QUEUE_URL")?,
+            EVENTS_QUEUE,
+        );
+        let routes = aws
+            .routes
+            .iter()
+            .map(|r| {
+                let q = queue(&r.queue_url, &r.name);
+                (
+                    r.name.clone(),
+                    r.event_types.clone(),
+                    Arc::new(q) as Arc<dyn QueueSend>,
+                )
+            })
+            .collect();
+        let bucket = AwsSettings::require(&aws.bucket, "SPARKLAKE_BUCKET")?;
+        let store = S3Store::new(
+            aws_sdk_s3::Client::new(sdk),
+            bucket,
+            &aws.prefix,
+            aws.encryption.clone(),
+        );
+        let archive = aws
+            .archive_stream
+            .as_ref()
+            .filter(|_| settings.archive)
+            .map(|stream| {
+                Arc::new(FirehoseArchive::new(
+                    aws_sdk_firehose::Client::new(sdk),
+                    stream,
+                )) as Arc<dyn ArchiveAppend>
+            });
+        Ok(Self {
+            ingest_queue: Arc::new(ingest),
+            events_queue: Arc::new(events),
+            routes,
+            store: Arc::new(store),
+            archive,
+            poll_wait: poll_wait.min(Duration::from_secs(20)),
+            local: None,
             settings,
         })
     }
@@ -97,79 +195,90 @@ impl Pipeline {
     pub fn ingest<'a>(&'a self, config: &'a IngestConfig) -> Ingest<'a> {
         Ingest {
             config,
-            queue: &self.ingest_queue,
-            quarantine: &self.store,
+            queue: self.ingest_queue.as_ref(),
+            quarantine: self.store.as_ref(),
         }
     }
 
-    /// After a crash, in-flight messages would wait out their visibility timeout; this process
-    /// is their only consumer, so make them visible at once.
-    pub async fn recover(&self) -> Result<usize, QueueError> {
-        Ok(self.ingest_queue.release_in_flight().await?
-            + self.events_queue.release_in_flight().await?)
+    /// After a crash, in-flight messages would wait out their visibility timeout; the local
+    /// process is their only consumer, so make them visible at once.
+    pub async fn recover(&self) -> Result<usize, PortError> {
+        Ok(self.ingest_queue.recover().await? + self.events_queue.recover().await?)
     }
 
     /// One fanout pass over up to a batch of messages; returns how many were received.
-    pub async fn fanout_once(&self) -> Result<usize, QueueError> {
-        let received = self
-            .ingest_queue
-            .receive(self.settings.fanout_batch_size)
-            .await?;
+    pub async fn fanout_once(&self, wait: Duration) -> Result<usize, PortError> {
+        let queue = self.ingest_queue.as_ref();
+        let received = queue.receive(self.settings.fanout_batch_size, wait).await?;
         if received.is_empty() {
             return Ok(0);
         }
         let routes: Vec<Route<'_>> = self
-            .route_queues
+            .routes
             .iter()
             .map(|(name, types, queue)| Route {
                 name: name.clone(),
                 event_types: types.clone(),
-                queue,
+                queue: queue.as_ref(),
             })
             .collect();
         let handler = Fanout {
-            events: &self.events_queue,
+            events: self.events_queue.as_ref(),
             routes: &routes,
-            archive: self
-                .settings
-                .archive
-                .then_some(&self.archive as &dyn ArchiveAppend),
+            archive: self.archive.as_deref(),
         };
         let messages: Vec<InboundMessage> = received.iter().map(|r| r.message.clone()).collect();
-        let outcome = handler.handle(&messages).await;
-        settle(&self.ingest_queue, &received, &outcome.failed).await?;
+        let outcome = with_heartbeat(queue, &received, handler.handle(&messages)).await;
+        settle(queue, &received, &outcome.failed).await?;
         Ok(received.len())
     }
 
-    /// One writer pass: receives up to a batch, waiting at most `window` to fill it (less if
-    /// `stop` turns true meanwhile).
+    /// One writer pass: receives up to a batch, waiting at most the batching window to fill it
+    /// (less if `stop` turns true meanwhile).
     pub async fn write_once(
         &self,
         encoder: &ParquetEncoder,
         window: Duration,
         stop: Option<&watch::Receiver<bool>>,
-    ) -> Result<usize, QueueError> {
+    ) -> Result<usize, PortError> {
+        let queue = self.events_queue.as_ref();
         let size = self.settings.writer_batch_size;
+        let half_visibility = queue.visibility_timeout() / 2;
+        let window = if half_visibility.is_zero() {
+            window
+        } else {
+            window.min(half_visibility)
+        };
         let deadline = tokio::time::Instant::now() + window;
         let mut received: Vec<Received> = Vec::new();
         loop {
-            received.extend(self.events_queue.receive(size - received.len()).await?);
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait = if received.is_empty() {
+                self.poll_wait.min(remaining)
+            } else {
+                Duration::ZERO
+            };
+            received.extend(queue.receive(size - received.len(), wait).await?);
             let stopping = stop.is_some_and(|s| *s.borrow());
             if received.len() >= size || stopping || tokio::time::Instant::now() >= deadline {
                 break;
             }
-            tokio::time::sleep(POLL_INTERVAL.min(deadline - tokio::time::Instant::now())).await;
+            tokio::time::sleep(
+                POLL_INTERVAL.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
         }
         if received.is_empty() {
             return Ok(0);
         }
         let handler = Writer {
-            store: &self.store,
+            store: self.store.as_ref(),
             parquet: encoder,
         };
         let messages: Vec<InboundMessage> = received.iter().map(|r| r.message.clone()).collect();
-        let outcome = handler.handle(&messages, now_millis()).await;
-        settle(&self.events_queue, &received, &outcome.failed).await?;
+        let outcome =
+            with_heartbeat(queue, &received, handler.handle(&messages, now_millis())).await;
+        settle(queue, &received, &outcome.failed).await?;
         Ok(received.len())
     }
 
@@ -177,7 +286,17 @@ impl Pipeline {
     pub async fn run_fanout(&self, mut stop: watch::Receiver<bool>) {
         loop {
             let stopping = *stop.borrow();
-            match self.fanout_once().await {
+            let wait = if stopping {
+                Duration::ZERO
+            } else {
+                self.poll_wait
+            };
+            let pass = tokio::select! {
+                pass = self.fanout_once(wait) => pass,
+                // A long poll is safe to abandon: anything it received becomes visible again.
+                _ = stop.changed(), if !stopping && !wait.is_zero() => continue,
+            };
+            match pass {
                 Ok(0) if stopping => break,
                 Ok(0) => idle(&mut stop).await,
                 Ok(_) => {}
@@ -215,15 +334,15 @@ impl Pipeline {
     }
 
     /// Processes everything visible now in both queues, without waiting for batching windows.
-    pub async fn drain(&self) -> Result<(), QueueError> {
+    pub async fn drain(&self) -> Result<(), PortError> {
         let encoder = ParquetEncoder::default();
-        while self.fanout_once().await? > 0 {}
+        while self.fanout_once(Duration::ZERO).await? > 0 {}
         while self.write_once(&encoder, Duration::ZERO, None).await? > 0 {}
         Ok(())
     }
 }
 
-/// Between polls of an empty queue.
+/// Between polls of an empty local queue.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 async fn idle(stop: &mut watch::Receiver<bool>) {
@@ -233,17 +352,46 @@ async fn idle(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Runs `work` while extending the received messages' visibility every half timeout, so a slow
+/// batch is not redelivered to another worker while it is still being handled.
+async fn with_heartbeat<T>(
+    queue: &dyn WorkQueue,
+    received: &[Received],
+    work: impl Future<Output = T>,
+) -> T {
+    let period = queue.visibility_timeout() / 2;
+    if period.is_zero() {
+        return work.await;
+    }
+    let receipts: Vec<String> = received.iter().map(|r| r.receipt.clone()).collect();
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                if let Err(e) = queue.extend(&receipts).await {
+                    warn!(queue = queue.name(), error = %e, "could not extend visibility of a batch in flight");
+                }
+            }
+        }
+    }
+}
+
 /// Deletes the messages that succeeded; failed ones stay invisible until their visibility
-/// timeout, then are redelivered (and dead-lettered after `max_receives`), as on SQS.
+/// timeout, then are redelivered (and dead-lettered after the maximum receives), as on SQS.
 async fn settle(
-    queue: &LocalQueue,
+    queue: &dyn WorkQueue,
     received: &[Received],
     failed: &[String],
-) -> Result<(), QueueError> {
+) -> Result<(), PortError> {
     let done: Vec<String> = received
         .iter()
         .filter(|r| !failed.contains(&r.message.id))
         .map(|r| r.receipt.clone())
         .collect();
+    if done.is_empty() {
+        return Ok(());
+    }
     queue.delete(&done).await
 }

@@ -72,7 +72,14 @@ async fn failing_writes_are_dead_lettered_then_redriven_and_written() {
         events.dead > 0,
         "the failing messages are in the dead-letter queue: {events:?}"
     );
-    let dead = pipeline.events_queue.peek_dead(100).await.expect("peek");
+    let dead = pipeline
+        .local
+        .as_ref()
+        .expect("local")
+        .events
+        .peek_dead(100)
+        .await
+        .expect("peek");
     assert!(
         dead.iter().all(|m| m.receive_count == 3),
         "each was tried max_receives times"

@@ -165,7 +165,15 @@ async fn kill_dash_nine_then_restart_loses_no_accepted_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_what_was_accepted_and_health_answers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (child, addr) = start(dir.path(), &["--writer-window-ms", "3600000"]);
+    let (child, addr) = start(
+        dir.path(),
+        &[
+            "--writer-window-ms",
+            "3600000",
+            "--visibility-timeout-secs",
+            "7200",
+        ],
+    );
     let (status, _) = post(&addr, batch(0, 10).as_bytes()).await.expect("post");
     assert_eq!(status, 200);
     let (status, _) = post(&addr, br#"[{"msys":{}}]"#).await.expect("ping");

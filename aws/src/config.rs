@@ -1,0 +1,204 @@
+//! The AWS-side settings, read once from the environment, shared by the Lambdas and
+//! `sparklake serve --backend aws`.
+
+use std::collections::BTreeSet;
+
+use crate::s3::Encryption;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// Where the pipeline's AWS resources are.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// `SPARKLAKE_INGEST_QUEUE_URL`: ingest → fanout.
+    pub ingest_queue_url: Option<String>,
+    /// `SPARKLAKE_WRITER_QUEUE_URL`: fanout → writer.
+    pub writer_queue_url: Option<String>,
+    /// `SPARKLAKE_BUCKET`: output and quarantine.
+    pub bucket: Option<String>,
+    /// `SPARKLAKE_PREFIX`: key prefix in the bucket (default none).
+    pub prefix: String,
+    /// `SPARKLAKE_ARCHIVE_STREAM`: Firehose delivery stream for the raw archive (optional).
+    pub archive_stream: Option<String>,
+    /// `SPARKLAKE_S3_SSE`, `SPARKLAKE_S3_KMS_KEY_ID`.
+    pub encryption: Encryption,
+    /// `SPARKLAKE_COMPRESS`: zstd-compress queue bodies (default true).
+    pub compress: bool,
+    /// `SPARKLAKE_MAX_MESSAGE_BYTES`: queue message cap (default and maximum 1 MiB).
+    pub max_message_bytes: usize,
+    /// `SPARKLAKE_ROUTES` (`NAME=type,type;…`) with `SPARKLAKE_ROUTE_<NAME>_QUEUE_URL` for each.
+    pub routes: Vec<RouteSetting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSetting {
+    pub name: String,
+    pub event_types: BTreeSet<String>,
+    pub queue_url: String,
+}
+
+impl AwsSettings {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let compress = match get("SPARKLAKE_COMPRESS").as_deref() {
+            None => true,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                return Err(SettingsError::Invalid(
+                    "SPARKLAKE_COMPRESS",
+                    format!("`{other}` is not a boolean"),
+                ));
+            }
+        };
+        let max_message_bytes = match get("SPARKLAKE_MAX_MESSAGE_BYTES") {
+            None => crate::sqs::MAX_PAYLOAD_BYTES,
+            Some(v) => v.parse().map_err(|_| {
+                SettingsError::Invalid(
+                    "SPARKLAKE_MAX_MESSAGE_BYTES",
+                    format!("`{v}` is not a byte count"),
+                )
+            })?,
+        };
+        let encryption = Encryption::from_settings(
+            get("SPARKLAKE_S3_SSE").as_deref(),
+            get("SPARKLAKE_S3_KMS_KEY_ID").as_deref(),
+        )
+        .map_err(|e| SettingsError::Invalid("SPARKLAKE_S3_SSE", e))?;
+        let routes = match get("SPARKLAKE_ROUTES") {
+            None => Vec::new(),
+            Some(text) => parse_routes(&text)?
+                .into_iter()
+                .map(|(name, event_types)| {
+                    let var = format!(
+                        "SPARKLAKE_ROUTE_{}_QUEUE_URL",
+                        name.to_ascii_uppercase().replace('-', "_")
+                    );
+                    let queue_url = get(&var).ok_or(SettingsError::Invalid(
+                        "SPARKLAKE_ROUTES",
+                        format!("{var} must be set for route `{name}`"),
+                    ))?;
+                    Ok(RouteSetting {
+                        name,
+                        event_types,
+                        queue_url,
+                    })
+                })
+                .collect::<Result<_, SettingsError>>()?,
+        };
+        Ok(Self {
+            ingest_queue_url: get("SPARKLAKE_INGEST_QUEUE_URL"),
+            writer_queue_url: get("SPARKLAKE_WRITER_QUEUE_URL"),
+            bucket: get("SPARKLAKE_BUCKET"),
+            prefix: get("SPARKLAKE_PREFIX").unwrap_or_default(),
+            archive_stream: get("SPARKLAKE_ARCHIVE_STREAM"),
+            encryption,
+            compress,
+            max_message_bytes,
+            routes,
+        })
+    }
+
+    /// A setting the caller cannot run without.
+    pub fn require<'s>(
+        value: &'s Option<String>,
+        name: &'static str,
+    ) -> Result<&'s str, SettingsError> {
+        value.as_deref().ok_or(SettingsError::Missing(name))
+    }
+}
+
+/// `NAME=type,type;NAME=type`: route names and their event types.
+pub fn parse_routes(text: &str) -> Result<Vec<(String, BTreeSet<String>)>, SettingsError> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|route| {
+            let invalid = || {
+                SettingsError::Invalid(
+                    "SPARKLAKE_ROUTES",
+                    format!("`{route}`: expected NAME=type,type"),
+                )
+            };
+            let (name, types) = route.split_once('=').ok_or_else(invalid)?;
+            let name = name.trim();
+            let types: BTreeSet<String> = types
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if name.is_empty()
+                || types.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid());
+            }
+            Ok((name.to_owned(), types))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<AwsSettings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AwsSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let s = settings(&[
+            ("SPARKLAKE_INGEST_QUEUE_URL", "http://q/ingest"),
+            ("SPARKLAKE_BUCKET", "lake"),
+            ("SPARKLAKE_PREFIX", "/events/"),
+            ("SPARKLAKE_COMPRESS", "false"),
+            ("SPARKLAKE_S3_SSE", "aws:kms"),
+            ("SPARKLAKE_S3_KMS_KEY_ID", "k-1"),
+            ("SPARKLAKE_ROUTES", "suppression=bounce,list_unsubscribe"),
+            ("SPARKLAKE_ROUTE_SUPPRESSION_QUEUE_URL", "http://q/supp"),
+        ])
+        .expect("valid");
+        assert_eq!(s.bucket.as_deref(), Some("lake"));
+        assert!(!s.compress);
+        assert_eq!(s.encryption, Encryption::Kms(Some("k-1".into())));
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(s.routes[0].queue_url, "http://q/supp");
+        assert!(s.routes[0].event_types.contains("list_unsubscribe"));
+        assert_eq!(s.max_message_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        assert!(
+            settings(&[("SPARKLAKE_ROUTES", "suppression=bounce")]).is_err(),
+            "route without its queue"
+        );
+        assert!(settings(&[("SPARKLAKE_ROUTES", "=bounce")]).is_err());
+        assert!(settings(&[("SPARKLAKE_S3_SSE", "rot13")]).is_err());
+        assert!(settings(&[("SPARKLAKE_COMPRESS", "maybe")]).is_err());
+        assert!(settings(&[("SPARKLAKE_MAX_MESSAGE_BYTES", "lots")]).is_err());
+        assert_eq!(
+            AwsSettings::require(&None, "SPARKLAKE_BUCKET"),
+            Err(SettingsError::Missing("SPARKLAKE_BUCKET"))
+        );
+    }
+}

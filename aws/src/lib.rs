@@ -1,0 +1,50 @@
+//! The AWS side of the sparklake ports.
+//!
+//! - [`alb`]: the ALB request and response of the ingest Lambda.
+//! - [`config`]: the AWS settings from the environment.
+//! - [`codec`]: how a queue message body travels on SQS (raw JSON, or zstd + base64).
+//! - [`sqs`]: an SQS queue: `SendMessageBatch` packed to the real limits, receive, delete,
+//!   visibility, dead-letter re-drive.
+//! - [`s3`]: an S3 bucket (and prefix) as the object store.
+//! - [`firehose`]: a Firehose delivery stream as the raw archive.
+//! - [`lambda`]: the SQS event a Lambda receives, as the handlers' messages, and its response.
+//! - [`redrive`]: moving a dead-letter queue's messages back to their source.
+//! - [`retry`]: the backoff used for partial failures the SDK does not retry itself.
+
+pub mod alb;
+pub mod codec;
+pub mod config;
+pub mod firehose;
+pub mod lambda;
+pub mod redrive;
+pub mod retry;
+pub mod s3;
+pub mod sqs;
+
+/// Loads the AWS configuration once per process: region, credentials and endpoint from the
+/// standard environment (`AWS_ENDPOINT_URL` and its per-service variants included).
+pub async fn load_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// JSON logs on stderr (CloudWatch keeps them), filtered by `SPARKLAKE_LOG` (default `info`).
+/// Stdout is left to the Embedded Metric Format lines.
+pub fn init_lambda_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPARKLAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,46 @@
+//! The ingest Lambda (ALB target): reads its configuration once, builds its clients once, and
+//! serves each request with [`ingest::Ingest`].
+
+use ingest::{Ingest, IngestConfig};
+use lambda_http::{Error, Request, service_fn};
+use sparklake_aws::config::AwsSettings;
+use sparklake_aws::s3::S3Store;
+use sparklake_aws::sqs::SqsQueue;
+use sparklake_aws::{alb, load_config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    sparklake_aws::init_lambda_logging();
+    let env = |name: &str| std::env::var(name).ok();
+    // Unlike `sparklake serve`, an unset SPARKLAKE_AUTH is fatal here: an open endpoint on AWS
+    // must be a decision (`none`), never a default.
+    let config = IngestConfig::from_lookup(env)?;
+    let settings = AwsSettings::from_lookup(env)?;
+    let sdk = load_config().await;
+    let queue_url = AwsSettings::require(&settings.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?;
+    let bucket = AwsSettings::require(&settings.bucket, "SPARKLAKE_BUCKET")?;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)
+        .with_max_message_bytes(settings.max_message_bytes)
+        .with_compression(settings.compress);
+    let store = S3Store::new(
+        aws_sdk_s3::Client::new(&sdk),
+        bucket,
+        &settings.prefix,
+        settings.encryption.clone(),
+    );
+    let ingest = Ingest {
+        config: &config,
+        queue: &queue,
+        quarantine: &store,
+    };
+    lambda_http::run(service_fn(|request: Request| {
+        let ingest = &ingest;
+        async move {
+            let response = ingest
+                .handle(alb::to_handler(request), sparklake_aws::now_millis())
+                .await;
+            Ok::<_, Error>(alb::from_handler(response))
+        }
+    }))
+    .await
+}
