@@ -32,6 +32,9 @@ pub struct AwsSettings {
     pub compress: bool,
     /// `SPARKLAKE_MAX_MESSAGE_BYTES`: queue message cap (default and maximum 1 MiB).
     pub max_message_bytes: usize,
+    /// `SPARKLAKE_S3_FORCE_PATH_STYLE`: path-style S3 addressing, for S3-compatible endpoints and
+    /// emulators that cannot resolve `bucket.host` names (default false).
+    pub s3_force_path_style: bool,
     /// `SPARKLAKE_ROUTES` (`NAME=type,type;…`) with `SPARKLAKE_ROUTE_<NAME>_QUEUE_URL` for each.
     pub routes: Vec<RouteSetting>,
 }
@@ -50,17 +53,17 @@ impl AwsSettings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let compress = match get("SPARKLAKE_COMPRESS").as_deref() {
-            None => true,
-            Some("1" | "true" | "yes" | "on") => true,
-            Some("0" | "false" | "no" | "off") => false,
-            Some(other) => {
-                return Err(SettingsError::Invalid(
-                    "SPARKLAKE_COMPRESS",
-                    format!("`{other}` is not a boolean"),
-                ));
-            }
+        let flag = |name: &'static str, default: bool| match get(name).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(SettingsError::Invalid(
+                name,
+                format!("`{other}` is not a boolean"),
+            )),
         };
+        let compress = flag("SPARKLAKE_COMPRESS", true)?;
+        let s3_force_path_style = flag("SPARKLAKE_S3_FORCE_PATH_STYLE", false)?;
         let max_message_bytes = match get("SPARKLAKE_MAX_MESSAGE_BYTES") {
             None => crate::sqs::MAX_PAYLOAD_BYTES,
             Some(v) => v.parse().map_err(|_| {
@@ -104,6 +107,7 @@ impl AwsSettings {
             archive_stream: get("SPARKLAKE_ARCHIVE_STREAM"),
             encryption,
             compress,
+            s3_force_path_style,
             max_message_bytes,
             routes,
         })

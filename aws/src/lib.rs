@@ -27,6 +27,17 @@ pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The S3 client the settings ask for (path-style addressing where configured).
+pub fn s3_client(
+    sdk: &aws_config::SdkConfig,
+    settings: &config::AwsSettings,
+) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(settings.s3_force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// JSON logs on stderr (CloudWatch keeps them), filtered by `SPARKLAKE_LOG` (default `info`).
 /// Stdout is left to the Embedded Metric Format lines.
 pub fn init_lambda_logging() {

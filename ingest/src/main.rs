@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         .with_max_message_bytes(settings.max_message_bytes)
         .with_compression(settings.compress);
     let store = S3Store::new(
-        aws_sdk_s3::Client::new(&sdk),
+        sparklake_aws::s3_client(&sdk, &settings),
         bucket,
         &settings.prefix,
         settings.encryption.clone(),

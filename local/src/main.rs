@@ -96,8 +96,8 @@ struct PipelineArgs {
     /// aws: Firehose delivery stream for the raw archive.
     #[arg(long, env = "SPARKLAKE_ARCHIVE_STREAM")]
     archive_stream: Option<String>,
-    /// aws: seconds a receive long-polls (at most 20).
-    #[arg(long, env = "SPARKLAKE_POLL_WAIT_SECS", default_value_t = 20)]
+    /// aws: seconds a receive long-polls (at most 20; a stop waits for a poll under way).
+    #[arg(long, env = "SPARKLAKE_POLL_WAIT_SECS", default_value_t = 10)]
     poll_wait_secs: u64,
     /// Seconds a received message stays invisible before it is redelivered.
     #[arg(long, env = "SPARKLAKE_VISIBILITY_TIMEOUT_SECS", default_value_t = 30)]

@@ -164,7 +164,7 @@ impl Pipeline {
             .collect();
         let bucket = AwsSettings::require(&aws.bucket, "SPARKLAKE_BUCKET")?;
         let store = S3Store::new(
-            aws_sdk_s3::Client::new(sdk),
+            sparklake_aws::s3_client(sdk, aws),
             bucket,
             &aws.prefix,
             aws.encryption.clone(),
@@ -291,11 +291,9 @@ impl Pipeline {
             } else {
                 self.poll_wait
             };
-            let pass = tokio::select! {
-                pass = self.fanout_once(wait) => pass,
-                // A long poll is safe to abandon: anything it received becomes visible again.
-                _ = stop.changed(), if !stopping && !wait.is_zero() => continue,
-            };
+            // A long poll is not abandoned on stop: it may already have taken messages, which
+            // would then sit invisible until their timeout instead of being drained now.
+            let pass = self.fanout_once(wait).await;
             match pass {
                 Ok(0) if stopping => break,
                 Ok(0) => idle(&mut stop).await,

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let sdk = load_config().await;
     let bucket = AwsSettings::require(&settings.bucket, "SPARKLAKE_BUCKET")?;
     let store = S3Store::new(
-        aws_sdk_s3::Client::new(&sdk),
+        sparklake_aws::s3_client(&sdk, &settings),
         bucket,
         &settings.prefix,
         settings.encryption.clone(),
