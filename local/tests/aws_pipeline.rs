@@ -370,7 +370,7 @@ async fn a_poison_message_is_failed_dead_lettered_redriven_then_written() {
         );
         // Failed: not deleted. Hand it back now instead of waiting out the timeout.
         queue
-            .change_visibility(&[r.receipt.clone()], Duration::ZERO)
+            .change_visibility(std::slice::from_ref(&r.receipt), Duration::ZERO)
             .await
             .unwrap();
     }
