@@ -59,3 +59,13 @@ pub fn now_millis() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// Prints a call's metrics as Embedded Metric Format lines on stdout, where CloudWatch picks them
+/// up (namespace `SPARKLAKE_METRICS_NAMESPACE`, default `Sparklake`).
+pub fn emit_metrics(metrics: &sparklake_core::metrics::Metrics, function: &str) {
+    let namespace =
+        std::env::var("SPARKLAKE_METRICS_NAMESPACE").unwrap_or_else(|_| "Sparklake".to_owned());
+    for line in metrics.to_emf(&namespace, function, now_millis()) {
+        println!("{line}");
+    }
+}

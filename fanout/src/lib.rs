@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage, attr};
+use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ArchiveAppend, PortError, QueueSend};
 use tracing::{Instrument as _, error, info, info_span};
 
@@ -55,6 +56,8 @@ impl FanoutError {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub events: usize,
+    /// The pipeline's numbers for this call.
+    pub metrics: Metrics,
     pub failed: Vec<String>,
 }
 
@@ -65,7 +68,12 @@ impl Fanout<'_> {
             let span =
                 info_span!("message", id = %message.id, receive_count = message.receive_count);
             match self.route_one(message).instrument(span.clone()).await {
-                Ok(events) => outcome.events += events,
+                Ok(by_type) => {
+                    for (event_type, n) in by_type {
+                        outcome.events += n;
+                        outcome.metrics.add_events(&event_type, n as u64);
+                    }
+                }
                 Err(e) => {
                     span.in_scope(
                         || error!(error = %e.redacted(), "fanout failed; message will be retried"),
@@ -74,6 +82,9 @@ impl Fanout<'_> {
                 }
             }
         }
+        outcome.metrics.batches = messages.len() as u64;
+        outcome.metrics.bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+        outcome.metrics.failures = outcome.failed.len() as u64;
         info!(
             messages = messages.len(),
             events = outcome.events,
@@ -83,7 +94,10 @@ impl Fanout<'_> {
         outcome
     }
 
-    async fn route_one(&self, message: &InboundMessage) -> Result<usize, FanoutError> {
+    async fn route_one(
+        &self,
+        message: &InboundMessage,
+    ) -> Result<BTreeMap<String, usize>, FanoutError> {
         let batch = envelope::validate(&message.body)?;
         let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (element, head) in batch.events() {
@@ -94,7 +108,7 @@ impl Fanout<'_> {
         }
         let events: usize = by_type.values().map(Vec::len).sum();
         if events == 0 {
-            return Ok(0);
+            return Ok(BTreeMap::new());
         }
 
         let mut context = Attributes::new();
@@ -143,6 +157,9 @@ impl Fanout<'_> {
         }
         self.events.send(to_writer).await?;
         info!(events, types = by_type.len(), "fanned out");
-        Ok(events)
+        Ok(by_type
+            .into_iter()
+            .map(|(t, raws)| (t.to_owned(), raws.len()))
+            .collect())
     }
 }

@@ -54,6 +54,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let (messages, _) = lambda::messages(&event.payload);
             let outcome = fanout.handle(&messages).await;
+            sparklake_aws::emit_metrics(&outcome.metrics, "fanout");
             Ok::<SqsBatchResponse, Error>(lambda::batch_response(&outcome.failed))
         }
     }))

@@ -4,6 +4,7 @@
 //! answered 4xx and kept in the quarantine (with its reason) so an operator can fix and replay it;
 //! a queue or store failure is answered 503 so SparkPost retries.
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use sparklake_core::envelope::{self, Batch};
 use sparklake_core::message::{Attributes, OutboundMessage, attr};
+use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ObjectPut, QueueSend};
 use sparklake_core::timestamp;
 use tracing::{error, info, warn};
@@ -34,6 +36,37 @@ pub struct Ingest<'a> {
 impl Ingest<'_> {
     /// Handles one request received at `received_at` (unix milliseconds).
     pub async fn handle(&self, request: Request<Bytes>, received_at: i64) -> Response<Bytes> {
+        self.handle_measured(request, received_at).await.0
+    }
+
+    /// [`Self::handle`], with what the request counts for in the pipeline's metrics.
+    pub async fn handle_measured(
+        &self,
+        request: Request<Bytes>,
+        received_at: i64,
+    ) -> (Response<Bytes>, Metrics) {
+        let is_post = request.method() == Method::POST;
+        let bytes = request.body().len() as u64;
+        let mut events_in = BTreeMap::new();
+        let response = self.respond_to(request, received_at, &mut events_in).await;
+        let status = response.status();
+        let metrics = Metrics {
+            batches: u64::from(is_post && status.is_success()),
+            bytes: if is_post { bytes } else { 0 },
+            rejected: u64::from(is_post && status.is_client_error()),
+            failures: u64::from(status.is_server_error()),
+            events_in,
+            ..Metrics::default()
+        };
+        (response, metrics)
+    }
+
+    async fn respond_to(
+        &self,
+        request: Request<Bytes>,
+        received_at: i64,
+        events_in: &mut BTreeMap<String, u64>,
+    ) -> Response<Bytes> {
         let (parts, body) = request.into_parts();
         if matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path() == "/health" {
             return respond(StatusCode::OK, r#"{"status":"ok"}"#);
@@ -90,7 +123,7 @@ impl Ingest<'_> {
             }
         };
 
-        let (events, messages) = match self.prepare(&body, batch_id, received_at) {
+        let (by_type, messages) = match self.prepare(&body, batch_id, received_at) {
             Ok(Some(prepared)) => prepared,
             Ok(None) => {
                 info!("ping: nothing to store");
@@ -102,9 +135,11 @@ impl Ingest<'_> {
                     .await;
             }
         };
+        let events: u64 = by_type.values().sum();
         let parts_count = messages.len();
         match self.queue.send(messages).await {
             Ok(()) => {
+                *events_in = by_type;
                 info!(
                     events,
                     messages = parts_count,
@@ -138,14 +173,17 @@ impl Ingest<'_> {
             warn!(problem = %e.redacted(), "malformed batch");
             (StatusCode::BAD_REQUEST, e.to_string())
         })?;
-        let events = batch.event_count();
-        if events == 0 {
+        if batch.event_count() == 0 {
             return Ok(None);
+        }
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, head) in batch.events() {
+            *by_type.entry(head.event_type.to_string()).or_default() += 1;
         }
         let messages = self
             .pack(body, &batch, batch_id, received_at)
             .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-        Ok(Some((events, messages)))
+        Ok(Some((by_type, messages)))
     }
 
     /// Undoes `Content-Encoding`, enforcing the size limit on what comes out.
@@ -290,8 +328,8 @@ pub fn quarantine_keys(body: &[u8], received_at: i64) -> (String, String) {
     (format!("{base}.body"), format!("{base}.reason.json"))
 }
 
-/// A batch's event count and the messages that carry it.
-type Prepared = (usize, Vec<OutboundMessage>);
+/// A batch's events per type and the messages that carry it.
+type Prepared = (BTreeMap<String, u64>, Vec<OutboundMessage>);
 
 enum Refusal {
     TooLarge,

@@ -36,9 +36,10 @@ async fn main() -> Result<(), Error> {
     lambda_http::run(service_fn(|request: Request| {
         let ingest = &ingest;
         async move {
-            let response = ingest
-                .handle(alb::to_handler(request), sparklake_aws::now_millis())
+            let (response, metrics) = ingest
+                .handle_measured(alb::to_handler(request), sparklake_aws::now_millis())
                 .await;
+            sparklake_aws::emit_metrics(&metrics, "ingest");
             Ok::<_, Error>(alb::from_handler(response))
         }
     }))

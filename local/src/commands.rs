@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use bytes::Bytes;
 use ingest::{ConfigError, IngestConfig};
+use sparklake_core::metrics::Metrics;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -96,12 +98,20 @@ pub async fn run(
         let pipeline = pipeline.clone();
         async move { pipeline.run_writer(writer_rx).await }
     });
+    let (stop_reporter, reporter_rx) = watch::channel(false);
+    let reporter = tokio::spawn(report_metrics(
+        pipeline.clone(),
+        metrics_interval(),
+        reporter_rx,
+    ));
     let served = server::run(listener, pipeline.clone(), config, shutdown).await;
     info!("stopped accepting; draining");
     let _ = stop_fanout.send(true);
     fanout.await.context("fanout worker")?;
     let _ = stop_writer.send(true);
     writer.await.context("writer worker")?;
+    let _ = stop_reporter.send(true);
+    reporter.await.context("metrics reporter")?;
     served.context("http server")?;
     let (ingest, events) = (
         pipeline.ingest_queue.counts().await?,
@@ -113,6 +123,63 @@ pub async fn run(
         "drained; messages still waiting for a retry are kept for the next start"
     );
     Ok(())
+}
+
+/// `SPARKLAKE_METRICS_INTERVAL_SECS`, default 60.
+fn metrics_interval() -> Duration {
+    let secs = std::env::var("SPARKLAKE_METRICS_INTERVAL_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(60u64);
+    Duration::from_secs(secs.max(1))
+}
+
+/// Every `interval` (and once at stop): logs the interval's numbers and, locally, keeps them
+/// with the totals in `<data>/metrics.json` for `sparklake status`.
+async fn report_metrics(pipeline: Pipeline, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let started = now_millis();
+    let mut totals = Metrics::default();
+    loop {
+        let stopping = *stop.borrow();
+        if !stopping {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let window = pipeline.take_metrics();
+        totals.merge(&window);
+        let now = now_millis();
+        info!(
+            batches = window.batches,
+            bytes = window.bytes,
+            events = window.events(),
+            rejected = window.rejected,
+            failures = window.failures,
+            objects = window.objects_written(),
+            rows = window.rows_written(),
+            oldest_event_age_secs = window.oldest_event_age_seconds(now).unwrap_or(0.0),
+            "metrics: {}",
+            window.summary(now)
+        );
+        if let Some(local) = &pipeline.local {
+            let snapshot = serde_json::json!({
+                "since_millis": started,
+                "at_millis": now,
+                "interval": window,
+                "totals": totals,
+            });
+            if let Err(e) = crate::store::write_atomic(
+                &local.data.join("metrics.json"),
+                snapshot.to_string().as_bytes(),
+            ) {
+                warn!(error = %e, "could not write metrics.json");
+            }
+        }
+        if stopping || *stop.borrow() {
+            break;
+        }
+    }
 }
 
 /// A future resolving on SIGINT or SIGTERM. The handlers are installed when this is called, not
@@ -274,9 +341,30 @@ pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
             ".body",
         );
         println!("quarantined bodies: {quarantined}");
+        print_metrics(&local.data);
         print_partitions(&local.data)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The numbers the last `serve` on this folder recorded.
+fn print_metrics(data: &Path) {
+    let Ok(text) = std::fs::read_to_string(data.join("metrics.json")) else {
+        println!(
+            "metrics: none recorded yet (serve writes them every SPARKLAKE_METRICS_INTERVAL_SECS)"
+        );
+        return;
+    };
+    let Ok(snapshot) = serde_json::from_str::<serde_json::Value>(&text) else {
+        println!("metrics: metrics.json is unreadable");
+        return;
+    };
+    let at = snapshot["at_millis"].as_i64().unwrap_or(0);
+    for (label, key) in [("last interval", "interval"), ("since start", "totals")] {
+        if let Ok(m) = serde_json::from_value::<Metrics>(snapshot[key].clone()) {
+            println!("metrics, {label}: {}", m.summary(at));
+        }
+    }
 }
 
 fn print_partitions(data: &Path) -> anyhow::Result<()> {

@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fanout::{Fanout, Route};
 use ingest::{Ingest, IngestConfig};
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::message::InboundMessage;
+use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, QueueSend};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -87,6 +88,8 @@ pub struct Pipeline {
     pub archive: Option<Arc<dyn ArchiveAppend>>,
     /// How long a receive waits for a first message (SQS long polling; 0 locally).
     pub poll_wait: Duration,
+    /// Numbers recorded since the reporter last took them.
+    pub metrics: Arc<Mutex<Metrics>>,
     pub local: Option<LocalParts>,
 }
 
@@ -117,6 +120,7 @@ impl Pipeline {
                 .archive
                 .then(|| Arc::new(FsArchive::new(data)) as Arc<dyn ArchiveAppend>),
             poll_wait: Duration::ZERO,
+            metrics: Arc::default(),
             local: Some(LocalParts {
                 data: data.to_owned(),
                 ingest,
@@ -186,9 +190,22 @@ impl Pipeline {
             store: Arc::new(store),
             archive,
             poll_wait: poll_wait.min(Duration::from_secs(20)),
+            metrics: Arc::default(),
             local: None,
             settings,
         })
+    }
+
+    /// Adds a call's numbers to the totals.
+    pub fn record(&self, metrics: &Metrics) {
+        // A poisoned lock only means a panic elsewhere mid-merge; the numbers are still usable.
+        let mut totals = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        totals.merge(metrics);
+    }
+
+    /// The numbers recorded since the last call, which starts a new interval.
+    pub fn take_metrics(&self) -> Metrics {
+        std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The ingest handler over this pipeline's queue and quarantine.
@@ -229,6 +246,11 @@ impl Pipeline {
         };
         let messages: Vec<InboundMessage> = received.iter().map(|r| r.message.clone()).collect();
         let outcome = with_heartbeat(queue, &received, handler.handle(&messages)).await;
+        // Fanout's events are the ingest numbers' second count; only its failures add here.
+        self.record(&Metrics {
+            failures: outcome.metrics.failures,
+            ..Metrics::default()
+        });
         settle(queue, &received, &outcome.failed).await?;
         Ok(received.len())
     }
@@ -278,6 +300,13 @@ impl Pipeline {
         let messages: Vec<InboundMessage> = received.iter().map(|r| r.message.clone()).collect();
         let outcome =
             with_heartbeat(queue, &received, handler.handle(&messages, now_millis())).await;
+        // The writer's rows and objects; its events and batches were counted at ingest.
+        self.record(&Metrics {
+            failures: outcome.metrics.failures,
+            rows_per_object: outcome.metrics.rows_per_object.clone(),
+            oldest_event_millis: outcome.metrics.oldest_event_millis,
+            ..Metrics::default()
+        });
         settle(queue, &received, &outcome.failed).await?;
         Ok(received.len())
     }

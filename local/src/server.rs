@@ -51,10 +51,11 @@ async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Respon
         }
     };
     let request = http::Request::from_parts(parts, bytes);
-    let response = state
+    let (response, metrics) = state
         .pipeline
         .ingest(&state.config)
-        .handle(request, received_at)
+        .handle_measured(request, received_at)
         .await;
+    state.pipeline.record(&metrics);
     response.map(Body::from)
 }

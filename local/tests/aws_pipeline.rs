@@ -280,6 +280,14 @@ async fn writer_puts_parquet_and_csv_at_the_right_keys() {
     let outcome = writer.handle(&[message], 1_700_000_000_000).await;
     assert!(outcome.failed.is_empty());
     assert_eq!(outcome.rows, 19);
+    assert_eq!(outcome.metrics.rows_per_object, vec![1; 19]);
+    assert_eq!(outcome.metrics.oldest_event_millis, Some(1_454_442_600_000));
+    let emf = outcome
+        .metrics
+        .to_emf("Sparklake", "writer", 1_454_442_660_000);
+    let totals: serde_json::Value = serde_json::from_str(&emf[0]).unwrap();
+    assert_eq!(totals["OldestEventAgeSeconds"], 60.0);
+    assert_eq!(totals["ObjectsWritten"], 19);
 
     let all = keys(&aws, &lake, "events/").await;
     assert_eq!(all.len(), 38, "{all:?}");

@@ -184,6 +184,34 @@ async fn sigterm_drains_what_was_accepted_and_health_answers() {
     assert_eq!(status, 400, "{body}");
     terminate(child);
     assert_eq!(written_event_ids(dir.path()).len(), 10);
+
+    // The numbers serve kept, as `status` shows them.
+    let snapshot: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("metrics.json")).expect("metrics.json"),
+    )
+    .expect("json");
+    let totals = &snapshot["totals"];
+    assert_eq!(totals["batches"], 2, "the batch and the ping");
+    assert_eq!(totals["rejected"], 1);
+    assert_eq!(totals["events_in"]["delivery"], 3);
+    assert_eq!(
+        totals["rows_per_object"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|n| n.as_u64()).sum::<u64>()),
+        Some(10)
+    );
+    assert_eq!(totals["oldest_event_millis"], 1_454_442_600_000_i64);
+    let output = sparklake()
+        .args(["status", "--data"])
+        .arg(dir.path())
+        .output()
+        .expect("status");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("metrics, since start: batches 2 "), "{said}");
+    assert!(
+        said.contains("events 10 rejected 1 failures 0 objects 4 rows 10"),
+        "{said}"
+    );
 }
 
 /// Posts with extra headers over plain HTTP/1.1; returns the status code.

@@ -15,6 +15,7 @@ use sparklake_core::encode::{EncodeError, ParquetEncoder, encode_csv};
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
+use sparklake_core::metrics::Metrics;
 use sparklake_core::partition::{Format, Partition, content_name, object_key};
 use sparklake_core::ports::{ObjectPut, PortError};
 use sparklake_core::schema::Row;
@@ -57,6 +58,8 @@ pub struct Outcome {
     pub duplicates: usize,
     /// Object keys written.
     pub objects: Vec<String>,
+    /// The pipeline's numbers for this call.
+    pub metrics: Metrics,
     /// Ids of the messages that failed.
     pub failed: Vec<String>,
 }
@@ -100,6 +103,23 @@ impl Writer<'_> {
             match self.write_group(partition, group).await {
                 Ok(keys) => {
                     outcome.rows += group.rows.len();
+                    // Both objects of a group hold the same rows; count the group once.
+                    outcome
+                        .metrics
+                        .rows_per_object
+                        .push(group.rows.len() as u64);
+                    let oldest = group
+                        .rows
+                        .iter()
+                        .filter_map(|r| r.event.timestamp_millis())
+                        .min();
+                    outcome.metrics.merge(&Metrics {
+                        oldest_event_millis: oldest,
+                        ..Metrics::default()
+                    });
+                    for row in &group.rows {
+                        outcome.metrics.add_events(&row.event.head.event_type, 1);
+                    }
                     outcome.objects.extend(keys);
                 }
                 Err(e) => {
@@ -115,6 +135,9 @@ impl Writer<'_> {
                 "dropped duplicate events within the batch"
             );
         }
+        outcome.metrics.batches = messages.len() as u64;
+        outcome.metrics.bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+        outcome.metrics.failures = outcome.failed.len() as u64;
         info!(
             messages = messages.len(),
             rows = outcome.rows,

@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let (messages, _) = lambda::messages(&event.payload);
             let outcome = writer.handle(&messages, sparklake_aws::now_millis()).await;
+            sparklake_aws::emit_metrics(&outcome.metrics, "writer");
             Ok::<SqsBatchResponse, Error>(lambda::batch_response(&outcome.failed))
         }
     }))
