@@ -1,0 +1,293 @@
+//! What the emulator cannot show, checked on the exact requests the SDK would send
+//! (aws-smithy-mocks intercepts them before the wire): the `StartMessageMoveTask` path of
+//! re-drive, and the retry of entries SQS and Firehose report `Failed` inside a 200 answer.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use aws_sdk_firehose::operation::put_record_batch::PutRecordBatchOutput;
+use aws_sdk_firehose::types::PutRecordBatchResponseEntry;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+use aws_sdk_sqs::operation::list_message_move_tasks::ListMessageMoveTasksOutput;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskOutput;
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ListMessageMoveTasksResultEntry, QueueAttributeName,
+    SendMessageBatchResultEntry,
+};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use bytes::Bytes;
+use sparklake_aws::firehose::FirehoseArchive;
+use sparklake_aws::sqs::SqsQueue;
+use sparklake_core::message::OutboundMessage;
+use sparklake_core::ports::ArchiveAppend;
+
+const SOURCE_URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/events";
+const DLQ_URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/events-dlq";
+const SOURCE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:events";
+const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:events-dlq";
+
+fn attributes(pairs: &[(QueueAttributeName, &str)]) -> GetQueueAttributesOutput {
+    let map: HashMap<QueueAttributeName, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    GetQueueAttributesOutput::builder()
+        .set_attributes(Some(map))
+        .build()
+}
+
+#[tokio::test]
+async fn redrive_starts_a_move_task_from_the_dlq_to_its_source_and_waits_for_it() {
+    let policy = format!(r#"{{"deadLetterTargetArn":"{DLQ_ARN}","maxReceiveCount":"5"}}"#);
+    let source_policy = mock!(Client::get_queue_attributes)
+        .match_requests(|r| {
+            r.queue_url() == Some(SOURCE_URL)
+                && r.attribute_names()
+                    .contains(&QueueAttributeName::RedrivePolicy)
+        })
+        .then_output(move || attributes(&[(QueueAttributeName::RedrivePolicy, &policy)]));
+    let dlq_url = mock!(Client::get_queue_url)
+        .match_requests(|r| {
+            r.queue_name() == Some("events-dlq")
+                && r.queue_owner_aws_account_id() == Some("123456789012")
+        })
+        .then_output(|| GetQueueUrlOutput::builder().queue_url(DLQ_URL).build());
+    let dlq_arn = mock!(Client::get_queue_attributes)
+        .match_requests(|r| r.queue_url() == Some(DLQ_URL))
+        .then_output(|| attributes(&[(QueueAttributeName::QueueArn, DLQ_ARN)]));
+    let source_arn = mock!(Client::get_queue_attributes)
+        .match_requests(|r| {
+            r.queue_url() == Some(SOURCE_URL)
+                && r.attribute_names().contains(&QueueAttributeName::QueueArn)
+        })
+        .then_output(|| attributes(&[(QueueAttributeName::QueueArn, SOURCE_ARN)]));
+    let start = mock!(Client::start_message_move_task)
+        .match_requests(|r| {
+            r.source_arn() == Some(DLQ_ARN) && r.destination_arn() == Some(SOURCE_ARN)
+        })
+        .then_output(|| {
+            StartMessageMoveTaskOutput::builder()
+                .task_handle("task-1")
+                .build()
+        });
+    let list = mock!(Client::list_message_move_tasks)
+        .match_requests(|r| r.source_arn() == Some(DLQ_ARN))
+        .then_output(|| {
+            ListMessageMoveTasksOutput::builder()
+                .results(
+                    ListMessageMoveTasksResultEntry::builder()
+                        .status("COMPLETED")
+                        .approximate_number_of_messages_moved(7)
+                        .approximate_number_of_messages_to_move(7)
+                        .build(),
+                )
+                .build()
+        });
+    let client = mock_client!(
+        aws_sdk_sqs,
+        RuleMode::MatchAny,
+        [
+            &source_policy,
+            &dlq_url,
+            &dlq_arn,
+            &source_arn,
+            &start,
+            &list
+        ]
+    );
+    let source = SqsQueue::new(client, SOURCE_URL);
+    let lines = std::sync::Mutex::new(Vec::new());
+    let moved = sparklake_aws::redrive::redrive(&source, 10, &|l| lines.lock().unwrap().push(l))
+        .await
+        .unwrap();
+    assert_eq!(moved, 7);
+    assert_eq!(
+        start.num_calls(),
+        1,
+        "one move task, from the DLQ to its source"
+    );
+    assert!(list.num_calls() >= 1);
+    assert!(
+        lines
+            .into_inner()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("COMPLETED, moved 7 of 7"))
+    );
+}
+
+fn message(body: &str) -> OutboundMessage {
+    OutboundMessage {
+        body: Bytes::from(body.to_owned()),
+        attributes: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn failed_send_entries_are_retried_alone_until_they_succeed() {
+    let first = mock!(Client::send_message_batch)
+        .match_requests(|r| r.entries().len() == 3)
+        .then_output(|| {
+            SendMessageBatchOutput::builder()
+                .successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id("0")
+                        .message_id("a")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                )
+                .successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id("2")
+                        .message_id("c")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                )
+                .failed(
+                    BatchResultErrorEntry::builder()
+                        .id("1")
+                        .sender_fault(false)
+                        .code("InternalError")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        });
+    let retry = mock!(Client::send_message_batch)
+        .match_requests(|r| {
+            r.entries().len() == 1
+                && r.entries()[0].id() == "1"
+                && r.entries()[0].message_body() == "[2]"
+        })
+        .then_output(|| {
+            SendMessageBatchOutput::builder()
+                .successful(
+                    SendMessageBatchResultEntry::builder()
+                        .id("1")
+                        .message_id("b")
+                        .md5_of_message_body("x")
+                        .build()
+                        .unwrap(),
+                )
+                .set_failed(Some(vec![]))
+                .build()
+                .unwrap()
+        });
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&first, &retry]);
+    let queue = SqsQueue::new(client, SOURCE_URL).with_compression(false);
+    queue
+        .send_messages(&[message("[1]"), message("[2]"), message("[3]")])
+        .await
+        .unwrap();
+    assert_eq!((first.num_calls(), retry.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_sender_fault_is_not_retried_and_fails_the_send() {
+    let refused = mock!(Client::send_message_batch).then_output(|| {
+        SendMessageBatchOutput::builder()
+            .failed(
+                BatchResultErrorEntry::builder()
+                    .id("0")
+                    .sender_fault(true)
+                    .code("InvalidMessageContents")
+                    .build()
+                    .unwrap(),
+            )
+            .set_successful(Some(vec![]))
+            .build()
+            .unwrap()
+    });
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&refused]);
+    let queue = SqsQueue::new(client, SOURCE_URL).with_compression(false);
+    let err = queue.send_messages(&[message("[1]")]).await.unwrap_err();
+    assert!(err.to_string().contains("InvalidMessageContents"), "{err}");
+    assert_eq!(refused.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn sends_are_packed_to_ten_entries_and_one_mebibyte_a_call() {
+    let calls = mock!(Client::send_message_batch)
+        .match_requests(|r| {
+            let bytes: usize = r.entries().iter().map(|e| e.message_body().len()).sum();
+            r.entries().len() <= 10 && bytes <= 1_048_576
+        })
+        .then_output(|| {
+            SendMessageBatchOutput::builder()
+                .set_successful(Some(vec![]))
+                .set_failed(Some(vec![]))
+                .build()
+                .unwrap()
+        });
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&calls]);
+    let queue = SqsQueue::new(client, SOURCE_URL).with_compression(false);
+    let small: Vec<OutboundMessage> = (0..25).map(|i| message(&format!("[{i}]"))).collect();
+    queue.send_messages(&small).await.unwrap();
+    assert_eq!(calls.num_calls(), 3, "25 messages: 10 + 10 + 5");
+    let big = format!("[\"{}\"]", "x".repeat(400_000));
+    queue
+        .send_messages(&[message(&big), message(&big), message(&big)])
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.num_calls(),
+        5,
+        "three 400 KB messages: two fit a call, the third needs another"
+    );
+}
+
+#[tokio::test]
+async fn failed_firehose_records_are_retried_alone() {
+    use aws_sdk_firehose::Client as Firehose;
+    let first = mock!(Firehose::put_record_batch)
+        .match_requests(|r| r.records().len() == 3)
+        .then_output(|| {
+            PutRecordBatchOutput::builder()
+                .failed_put_count(1)
+                .request_responses(
+                    PutRecordBatchResponseEntry::builder()
+                        .record_id("r0")
+                        .build(),
+                )
+                .request_responses(
+                    PutRecordBatchResponseEntry::builder()
+                        .error_code("ServiceUnavailableException")
+                        .build(),
+                )
+                .request_responses(
+                    PutRecordBatchResponseEntry::builder()
+                        .record_id("r2")
+                        .build(),
+                )
+                .build()
+                .unwrap()
+        });
+    let retry = mock!(Firehose::put_record_batch)
+        .match_requests(|r| {
+            r.records().len() == 1 && r.records()[0].data().as_ref() == b"{\"b\":2}\n"
+        })
+        .then_output(|| {
+            PutRecordBatchOutput::builder()
+                .failed_put_count(0)
+                .request_responses(
+                    PutRecordBatchResponseEntry::builder()
+                        .record_id("r1")
+                        .build(),
+                )
+                .build()
+                .unwrap()
+        });
+    let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&first, &retry]);
+    let archive = FirehoseArchive::new(client, "archive");
+    let records = ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+        .map(|r| Bytes::from(r.as_bytes().to_vec()))
+        .to_vec();
+    archive.append(records).await.unwrap();
+    assert_eq!((first.num_calls(), retry.num_calls()), (1, 1));
+}
