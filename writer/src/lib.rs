@@ -19,7 +19,7 @@ use sparklake_core::metrics::Metrics;
 use sparklake_core::partition::{Format, Partition, content_name, object_key};
 use sparklake_core::ports::{ObjectPut, PortError};
 use sparklake_core::schema::Row;
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn};
 
 /// The writer handler over its port.
 pub struct Writer<'a> {
@@ -76,6 +76,8 @@ impl Writer<'_> {
         let mut seen = HashSet::new();
         let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
         for message in messages {
+            let span = info_span!("message", id = %message.id, receive_count = message.receive_count);
+            let _entered = span.enter();
             let rows = match read_rows(message, now) {
                 Ok(rows) => rows,
                 Err(e) => {
