@@ -76,7 +76,8 @@ impl Writer<'_> {
         let mut seen = HashSet::new();
         let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
         for message in messages {
-            let span = info_span!("message", id = %message.id, receive_count = message.receive_count);
+            let span =
+                info_span!("message", id = %message.id, receive_count = message.receive_count);
             let _entered = span.enter();
             let rows = match read_rows(message, now) {
                 Ok(rows) => rows,
