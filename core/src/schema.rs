@@ -133,6 +133,17 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
+/// The Athena (Hive DDL) type a column has in the Glue tables over the output.
+pub fn athena_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text | Kind::Json => "string",
+        Kind::Int => "bigint",
+        Kind::Float => "double",
+        Kind::Bool => "boolean",
+        Kind::Timestamp => "timestamp",
+    }
+}
+
 pub fn data_type(kind: Kind) -> DataType {
     match kind {
         Kind::Text | Kind::Json => DataType::Utf8,

@@ -64,6 +64,12 @@ enum Command {
         #[arg(long, default_value = "all")]
         queue: String,
     },
+    /// Print the output's column schema (the Glue/Athena table columns), as JSON or DDL.
+    Schema {
+        /// `json` ([{"Name","Type"}], as Glue takes them) or `ddl` (column list for CREATE TABLE).
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// Show queue depths, dead letters, quarantined bodies and rows per partition.
     Status {
         #[command(flatten)]
@@ -192,6 +198,7 @@ fn main() -> ExitCode {
                 commands::serve(&listen, pipeline.open().await?).await
             }
             Command::Demo { data } => commands::demo(data).await,
+            Command::Schema { format } => commands::schema(&format),
             Command::Import { pipeline, files } => {
                 commands::import(&pipeline.open().await?, &files).await
             }
