@@ -3,6 +3,7 @@
 //! - [`alb`]: the ALB request and response of the ingest Lambda.
 //! - [`config`]: the AWS settings from the environment.
 //! - [`codec`]: how a queue message body travels on SQS (raw JSON, or zstd + base64).
+//! - [`secrets`]: credentials read from Secrets Manager at start.
 //! - [`sqs`]: an SQS queue: `SendMessageBatch` packed to the real limits, receive, delete,
 //!   visibility, dead-letter re-drive.
 //! - [`s3`]: an S3 bucket (and prefix) as the object store.
@@ -19,6 +20,7 @@ pub mod lambda;
 pub mod redrive;
 pub mod retry;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;
 
 /// Loads the AWS configuration once per process: region, credentials and endpoint from the

@@ -11,12 +11,22 @@ use sparklake_aws::{alb, load_config};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sparklake_aws::init_lambda_logging();
-    let env = |name: &str| std::env::var(name).ok();
+    let sdk = load_config().await;
+    // Credentials may live in Secrets Manager (SPARKLAKE_AUTH_SECRET_ARN), read once here;
+    // the environment wins where both name a variable.
+    let secret = match std::env::var("SPARKLAKE_AUTH_SECRET_ARN") {
+        Ok(arn) if !arn.is_empty() => sparklake_aws::secrets::read(&sdk, &arn).await?,
+        _ => Default::default(),
+    };
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| secret.get(name).cloned())
+    };
     // Unlike `sparklake serve`, an unset SPARKLAKE_AUTH is fatal here: an open endpoint on AWS
     // must be a decision (`none`), never a default.
     let config = IngestConfig::from_lookup(env)?;
     let settings = AwsSettings::from_lookup(env)?;
-    let sdk = load_config().await;
     let queue_url = AwsSettings::require(&settings.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?;
     let bucket = AwsSettings::require(&settings.bucket, "SPARKLAKE_BUCKET")?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)

@@ -486,3 +486,43 @@ async fn unreachable_services_are_retried_then_surfaced_and_nothing_is_acknowled
     assert_eq!(outcome.rows, 0);
     assert!(keys(&aws, &lake, "parquet/").await.is_empty());
 }
+
+#[tokio::test]
+async fn ingest_credentials_are_read_from_secrets_manager() {
+    let aws = aws().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws.sdk);
+    let created = secrets
+        .create_secret()
+        .name(unique("webhook"))
+        .secret_string(r#"{"SPARKLAKE_BEARER_TOKENS":"t0ken-1,t0ken-2"}"#)
+        .send()
+        .await
+        .unwrap();
+    let pairs = sparklake_aws::secrets::read(&aws.sdk, created.arn().unwrap())
+        .await
+        .unwrap();
+    let config = IngestConfig::from_lookup(|k| match k {
+        "SPARKLAKE_AUTH" => Some("bearer".to_owned()),
+        _ => pairs.get(k).cloned(),
+    })
+    .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        "Bearer t0ken-2".parse().unwrap(),
+    );
+    assert!(config.auth.check(&headers).is_ok());
+    headers.insert(
+        http::header::AUTHORIZATION,
+        "Bearer t0ken-3".parse().unwrap(),
+    );
+    assert!(config.auth.check(&headers).is_err());
+    assert!(
+        sparklake_aws::secrets::read(
+            &aws.sdk,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing"
+        )
+        .await
+        .is_err()
+    );
+}
