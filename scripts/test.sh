@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, then every test of the workspace.
-# Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; installs moto[server] into a
-# cached virtualenv and starts it on a free 127.0.0.1 port for the AWS tests.
+# The project's test command: formatting and lints, the SAM template (cfn-lint, sam validate,
+# its wiring tests), the day-one queries in DuckDB and the operator scripts, then every Rust test
+# with the AWS tests against moto's server on a free 127.0.0.1 port.
+# Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
+# cfn-lint, aws-sam-cli, duckdb, pytest) goes into a cached virtualenv, ~/.cache/sparklake/venv.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -18,13 +20,41 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The SAM template, offline: cfn-lint, sam validate --lint and its pytest checks.
+log="$(mktemp)"
+pylog="$(mktemp)"
+trap 'rm -f "$log" "$pylog"' EXIT
+echo "== scripts/lint-template.sh"
+scripts/lint-template.sh 2>&1 | tee "$pylog"
+
 # AWS APIs are served by a real emulator on loopback; the AWS tests fail without it.
 . scripts/moto.sh
 moto_start
 
+# The day-one queries run unchanged in DuckDB over real output, and the operator scripts work
+# on local data folders.
+"$SPARKLAKE_VENV/bin/pip" install --quiet --disable-pip-version-check duckdb==2.0.1 pytest==9.2.0
+cargo build -p sparklake --locked --quiet
+echo "== pytest tests/queries tests/scripts"
+SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" PYTHONDONTWRITEBYTECODE=1 \
+  "$SPARKLAKE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/queries tests/scripts 2>&1 | tee -a "$pylog"
+
 echo "== cargo test"
-log="$(mktemp)"
-trap 'rm -f "$log"; moto_stop' EXIT
+trap 'rm -f "$log" "$pylog"; moto_stop' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
-# One closing line over every test binary (cargo prints one per binary, doc-tests last).
-awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# One closing line over every test binary (cargo prints one per binary, doc-tests last) and the
+# template tests (pytest's closing line, e.g. "38 passed, 1 skipped in 1.0s").
+awk 'FILENAME == ARGV[1] {
+       if ($0 ~ /[0-9]+ (passed|failed|skipped|errors?)/ && $0 ~ / in [0-9.]+s/) {
+         for (i = 2; i <= NF; i++) {
+           n = $(i - 1) + 0
+           if ($i ~ /^passed/) p += n
+           else if ($i ~ /^(failed|errors?)/) f += n
+           else if ($i ~ /^skipped/) s += n
+         }
+       }
+       next
+     }
+     /^test result:/ { p += $4; f += $6; s += $8 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$pylog" "$log"
