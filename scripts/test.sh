@@ -43,6 +43,10 @@ SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" PYTHONDONTWRITEBYTECODE=1 \
 echo "== cargo test"
 trap 'rm -f "$log" "$pylog"; moto_stop' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+# The micro-benchmarks in criterion's test mode: each runs once, so CI checks they work without
+# timing anything (`cargo bench -p sparklake --bench pipeline` measures).
+echo "== benches (smoke)"
+cargo test -p sparklake --bench pipeline --locked
 # One closing line over every test binary (cargo prints one per binary, doc-tests last) and the
 # template tests (pytest's closing line, e.g. "38 passed, 1 skipped in 1.0s").
 awk 'FILENAME == ARGV[1] {

@@ -5,10 +5,13 @@
 //! - [`work_queue`]: the consumer side of a queue, over SQLite or SQS.
 //! - [`pipeline`]: the queues, the store and the fanout and writer workers over them.
 //! - [`server`]: the HTTP server in front of the ingest handler.
-//! - [`commands`]: the `sparklake` commands (serve, demo, import, redrive, status).
+//! - [`commands`]: the `sparklake` commands (serve, demo, import, redrive, status; `gen` is in
+//!   [`generate`]).
 //! - [`report`]: what a data folder holds: rows per partition, for `demo` and `status`.
+//! - [`generate`]: synthetic SparkPost webhook batches (`gen`), for benchmarks and load tests.
 
 pub mod commands;
+pub mod generate;
 pub mod pipeline;
 pub mod queue;
 pub mod report;

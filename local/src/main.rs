@@ -70,6 +70,22 @@ enum Command {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Write synthetic SparkPost webhook batches (`DIR/batch-000000.json`, …): a realistic mix
+    /// of event types and field shapes, deterministic for a seed. For benchmarks and load tests.
+    Gen {
+        /// Number of events in all.
+        #[arg(long)]
+        events: u64,
+        /// Events per file (SparkPost posts 1 to 350+); the last file may hold fewer.
+        #[arg(long, default_value_t = 350)]
+        batch_size: usize,
+        /// Folder to write the files to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed: the same seed, count and batch size give byte-identical files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Show queue depths, dead letters, quarantined bodies and rows per partition.
     Status {
         #[command(flatten)]
@@ -204,6 +220,15 @@ fn main() -> ExitCode {
             }
             Command::Redrive { pipeline, queue } => {
                 commands::redrive(&pipeline.open().await?, &queue).await
+            }
+            Command::Gen {
+                events,
+                batch_size,
+                out,
+                seed,
+            } => {
+                sparklake::generate::run(events, batch_size, seed, &out)?;
+                Ok(ExitCode::SUCCESS)
             }
             Command::Status { pipeline } => commands::status(&pipeline.open().await?).await,
         }

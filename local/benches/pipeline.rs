@@ -1,0 +1,148 @@
+//! Micro-benchmarks of the pipeline's CPU stages over generated SparkPost batches
+//! (`sparklake::generate`, the generator behind `sparklake gen`).
+//!
+//! `cargo bench -p sparklake --bench pipeline` measures; `cargo test -p sparklake --benches`
+//! runs each benchmark once as a smoke test.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fanout::Fanout;
+use sparklake::generate::Generator;
+use sparklake_core::encode::{ParquetEncoder, encode_csv, to_record_batch};
+use sparklake_core::envelope;
+use sparklake_core::event::Event;
+use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
+use sparklake_core::ports::{PortError, QueueSend};
+use sparklake_core::schema::Row;
+
+/// One SparkPost post: SparkPost sends up to about 350 events per batch.
+const BATCH_EVENTS: usize = 350;
+/// What one writer call typically encodes.
+const ROWS: usize = 5_000;
+const RECEIVED_AT: i64 = 1_767_225_600_000;
+
+/// A queue that keeps nothing: measures fanout's own work.
+struct NullQueue(usize);
+
+#[async_trait]
+impl QueueSend for NullQueue {
+    fn max_message_bytes(&self) -> usize {
+        self.0
+    }
+
+    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
+        black_box(messages);
+        Ok(())
+    }
+}
+
+fn body(events: usize) -> String {
+    Generator::new(42, events as u64).batch(events)
+}
+
+fn rows(body: &str) -> Vec<Row<'_>> {
+    let batch = envelope::validate(body.as_bytes()).expect("generated batch validates");
+    batch
+        .elements
+        .into_iter()
+        .filter_map(|e| {
+            e.head.map(|head| Row {
+                event: Event::with_head(e.raw, head),
+                batch_id: None,
+                received_at: RECEIVED_AT,
+            })
+        })
+        .collect()
+}
+
+fn ingest(c: &mut Criterion) {
+    let small = body(BATCH_EVENTS);
+    let large = body(ROWS);
+    let mut group = c.benchmark_group("ingest");
+    for (name, body) in [("validate/350", &small), ("validate/5000", &large)] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                envelope::validate(black_box(body.as_bytes())).map(|batch| batch.elements.len())
+            })
+        });
+    }
+    let batch = envelope::validate(large.as_bytes()).expect("validates");
+    let elements: Vec<&str> = batch.elements.iter().map(|e| e.raw).collect();
+    group.throughput(Throughput::Bytes(large.len() as u64));
+    for (label, max) in [("1MiB", 1_048_576usize), ("256KiB", 262_144)] {
+        group.bench_with_input(BenchmarkId::new("split/5000", label), &max, |b, &max| {
+            b.iter(|| envelope::split(black_box(&elements), max).map(|parts| parts.len()))
+        });
+    }
+    group.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    let body = Bytes::from(body(BATCH_EVENTS));
+    let messages: Vec<InboundMessage> = (0..10)
+        .map(|i| InboundMessage {
+            id: format!("m{i}"),
+            body: body.clone(),
+            attributes: Attributes::new(),
+            receive_count: 1,
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let queue = NullQueue(262_144);
+    let handler = Fanout {
+        events: &queue,
+        routes: &[],
+        archive: None,
+    };
+    let mut group = c.benchmark_group("fanout");
+    group.throughput(Throughput::Bytes((body.len() * messages.len()) as u64));
+    group.bench_function("handle/10x350", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(handler.handle(black_box(&messages)))
+                .events
+        })
+    });
+    group.finish();
+}
+
+fn writer(c: &mut Criterion) {
+    let body = body(ROWS);
+    let rows = rows(&body);
+    let mut group = c.benchmark_group("writer");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("parse_rows/5000", |b| b.iter(|| rows_len(black_box(&body))));
+    group.bench_function("record_batch/5000", |b| {
+        b.iter(|| to_record_batch(black_box(&rows)).map(|batch| batch.num_rows()))
+    });
+    let parquet = ParquetEncoder::default();
+    group.bench_function("parquet/5000", |b| {
+        b.iter(|| parquet.encode(black_box(&rows)).map(|out| out.len()))
+    });
+    group.bench_function("csv/5000", |b| {
+        b.iter(|| encode_csv(black_box(&rows)).map(|out| out.len()))
+    });
+    group.finish();
+}
+
+fn rows_len(body: &str) -> usize {
+    rows(body).len()
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = ingest, fanout, writer
+}
+criterion_main!(benches);
