@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fanout::{Fanout, Route};
 use ingest::{Ingest, IngestConfig};
@@ -61,13 +61,8 @@ impl Default for Settings {
     }
 }
 
-/// Unix milliseconds now.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Unix milliseconds now (one clock for every backend).
+pub use sparklake_aws::now_millis;
 
 /// The local queues, for what only they can do (inspect dead letters).
 #[derive(Clone)]
