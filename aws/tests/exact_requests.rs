@@ -19,7 +19,7 @@ use aws_sdk_sqs::types::{
 };
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use bytes::Bytes;
-use sparklake_aws::firehose::FirehoseArchive;
+use sparklake_aws::firehose::{FirehoseArchive, PACK_BYTES};
 use sparklake_aws::sqs::SqsQueue;
 use sparklake_core::message::OutboundMessage;
 use sparklake_core::ports::ArchiveAppend;
@@ -268,9 +268,12 @@ async fn failed_firehose_records_are_retried_alone() {
                 .build()
                 .unwrap()
         });
+    // Lines this long are a record each (two would pass PACK_BYTES).
+    let line = |key: &str| format!("{{\"{key}\":\"{}\"}}", "x".repeat(PACK_BYTES / 2));
+    let second = format!("{}\n", line("b"));
     let retry = mock!(Firehose::put_record_batch)
-        .match_requests(|r| {
-            r.records().len() == 1 && r.records()[0].data().as_ref() == b"{\"b\":2}\n"
+        .match_requests(move |r| {
+            r.records().len() == 1 && r.records()[0].data().as_ref() == second.as_bytes()
         })
         .then_output(|| {
             PutRecordBatchOutput::builder()
@@ -285,9 +288,48 @@ async fn failed_firehose_records_are_retried_alone() {
         });
     let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&first, &retry]);
     let archive = FirehoseArchive::new(client, "archive");
-    let records = ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
-        .map(|r| Bytes::from(r.as_bytes().to_vec()))
-        .to_vec();
+    let records = ["a", "b", "c"].map(|k| Bytes::from(line(k))).to_vec();
     archive.append(records).await.unwrap();
     assert_eq!((first.num_calls(), retry.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn small_archive_lines_are_packed_into_few_records() {
+    use aws_sdk_firehose::Client as Firehose;
+    // 1,000 lines of ~1 KB: four records of at most PACK_BYTES, not 1,000 records billed at
+    // 5 KB each; their concatenation is the NDJSON of the lines in order.
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}", "y".repeat(1000)))
+        .collect();
+    let expected: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    let call = mock!(Firehose::put_record_batch)
+        .match_requests(move |r| {
+            let joined: Vec<u8> = r
+                .records()
+                .iter()
+                .flat_map(|rec| rec.data().as_ref().to_vec())
+                .collect();
+            r.records().len() == 4
+                && r.records()
+                    .iter()
+                    .all(|rec| rec.data().as_ref().len() <= PACK_BYTES)
+                && joined == expected
+        })
+        .then_output(|| {
+            PutRecordBatchOutput::builder()
+                .failed_put_count(0)
+                .set_request_responses(Some(Vec::new()))
+                .build()
+                .unwrap()
+        });
+    let client = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&call]);
+    let archive = FirehoseArchive::new(client, "archive");
+    archive
+        .append(lines.into_iter().map(Bytes::from).collect())
+        .await
+        .unwrap();
+    assert_eq!(call.num_calls(), 1);
 }

@@ -16,8 +16,9 @@ use sparklake_core::encode::{ParquetEncoder, encode_csv, to_record_batch};
 use sparklake_core::envelope;
 use sparklake_core::event::Event;
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
-use sparklake_core::ports::{PortError, QueueSend};
+use sparklake_core::ports::{ObjectPut, PortError, QueueSend};
 use sparklake_core::schema::Row;
+use writer::Writer;
 
 /// One SparkPost post: SparkPost sends up to about 350 events per batch.
 const BATCH_EVENTS: usize = 350;
@@ -36,6 +37,32 @@ impl QueueSend for NullQueue {
 
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
         black_box(messages);
+        Ok(())
+    }
+}
+
+/// A store that keeps nothing: measures the writer's own work.
+struct NullStore;
+
+#[async_trait]
+impl ObjectPut for NullStore {
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), PortError> {
+        black_box((key, body));
+        Ok(())
+    }
+}
+
+/// Keeps what it is sent, as the events queue would.
+struct Collect(std::sync::Mutex<Vec<OutboundMessage>>);
+
+#[async_trait]
+impl QueueSend for Collect {
+    fn max_message_bytes(&self) -> usize {
+        262_144
+    }
+
+    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
+        self.0.lock().expect("lock").extend(messages);
         Ok(())
     }
 }
@@ -133,6 +160,73 @@ fn writer(c: &mut Criterion) {
     group.finish();
 }
 
+/// A whole writer call (read, de-duplicate, group, encode both formats, store) over the
+/// per-type messages fanout makes of `events` events: the Lambda-shaped writer batch.
+fn writer_call(c: &mut Criterion) {
+    const EVENTS: usize = 10_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let queue = Collect(std::sync::Mutex::new(Vec::new()));
+    let fanout = Fanout {
+        events: &queue,
+        routes: &[],
+        archive: None,
+    };
+    // A slice of a month of 200,000 events (about a day and a half), as a writer batch sees a
+    // steady stream: the whole month in one batch would make 450 tiny files.
+    let generator_body = Generator::new(42, 200_000).batch(EVENTS);
+    let input = InboundMessage {
+        id: "in".into(),
+        body: Bytes::from(generator_body),
+        attributes: Attributes::new(),
+        receive_count: 1,
+    };
+    let outcome = runtime.block_on(fanout.handle(std::slice::from_ref(&input)));
+    assert!(outcome.failed.is_empty());
+    let messages: Vec<InboundMessage> = queue
+        .0
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| InboundMessage {
+            id: format!("m{i}"),
+            body: m.body,
+            attributes: m.attributes,
+            receive_count: 1,
+        })
+        .collect();
+    let parquet = ParquetEncoder::default();
+    let writer = Writer {
+        store: &NullStore,
+        parquet: &parquet,
+    };
+    let mut group = c.benchmark_group("writer");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("handle/10000", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(writer.handle(black_box(&messages), RECEIVED_AT))
+                .rows
+        })
+    });
+    group.finish();
+}
+
+/// Parquet bytes per zstd level for one 5,000-row file (printed once; not a benchmark).
+fn parquet_sizes(c: &mut Criterion) {
+    let body = body(ROWS);
+    let rows = rows(&body);
+    for level in [1, 3, 6, 9] {
+        if let Ok(out) = ParquetEncoder::with_zstd_level(level).encode(&rows) {
+            eprintln!("parquet/5000 at zstd level {level}: {} bytes", out.len());
+        }
+    }
+    let _ = c;
+}
+
 fn rows_len(body: &str) -> usize {
     rows(body).len()
 }
@@ -143,6 +237,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = ingest, fanout, writer
+    targets = ingest, fanout, writer, writer_call, parquet_sizes
 }
 criterion_main!(benches);

@@ -263,13 +263,19 @@ pub async fn post(addr: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// How many bytes of input `import` enqueues before it drains the queues: the writer then sees
+/// many files' events at once and writes fewer, larger objects, while the queue stays bounded.
+const IMPORT_DRAIN_BYTES: usize = 256 << 20;
+
 /// `sparklake import`: each file through the ingest handler (validation, quarantine, splitting,
-/// enqueue), then fanout and writer until the queues are drained.
+/// enqueue), then fanout and writer until the queues are drained (every
+/// [`IMPORT_DRAIN_BYTES`] of input, and at the end).
 pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     pipeline.recover().await?;
     // A backfill file can be far larger than one webhook post; the handler splits it.
     let config = IngestConfig::open(usize::MAX);
     let mut refused = 0;
+    let mut pending = 0usize;
     for file in files {
         let body = tokio::fs::read(file)
             .await
@@ -279,6 +285,7 @@ pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Ex
         if file.extension().is_some_and(|e| e == "gz") {
             request = request.header(http::header::CONTENT_ENCODING, "gzip");
         }
+        let body_len = body.len();
         let response = pipeline
             .ingest(&config)
             .handle(request.body(Bytes::from(body))?, now_millis())
@@ -293,8 +300,13 @@ pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Ex
         if !status.is_success() {
             refused += 1;
         }
-        pipeline.drain().await?;
+        pending += body_len;
+        if pending >= IMPORT_DRAIN_BYTES {
+            pipeline.drain().await?;
+            pending = 0;
+        }
     }
+    pipeline.drain().await?;
     if let Some(local) = &pipeline.local {
         print_partitions(&local.data)?;
     }

@@ -7,9 +7,11 @@
 //! - [`server`]: the HTTP server in front of the ingest handler.
 //! - [`commands`]: the `sparklake` commands (serve, demo, import, redrive, status; `gen` is in
 //!   [`generate`]).
+//! - [`bench`]: the writer stage alone, timed (`bench-writer`, for `scripts/bench`).
 //! - [`report`]: what a data folder holds: rows per partition, for `demo` and `status`.
 //! - [`generate`]: synthetic SparkPost webhook batches (`gen`), for benchmarks and load tests.
 
+pub mod bench;
 pub mod commands;
 pub mod generate;
 pub mod pipeline;

@@ -56,6 +56,21 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Benchmark hook: split webhook-batch files by type in memory as fanout does, then time
+    /// only the writer over them (batches of at least --batch-events events) into --data.
+    /// Prints one JSON line. Used by scripts/bench.
+    #[command(hide = true)]
+    BenchWriter {
+        /// Data folder the objects are written to.
+        #[arg(long)]
+        data: PathBuf,
+        /// Events per writer call (the messages holding them; a call takes whole messages).
+        #[arg(long, default_value_t = 10_000)]
+        batch_events: usize,
+        /// Webhook-batch files (JSON arrays).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Move dead-lettered messages back to their source queues.
     Redrive {
         #[command(flatten)]
@@ -135,7 +150,7 @@ struct PipelineArgs {
     #[arg(long, env = "SPARKLAKE_FANOUT_BATCH_SIZE", default_value_t = 10)]
     fanout_batch_size: usize,
     /// Messages the writer handles per call.
-    #[arg(long, env = "SPARKLAKE_WRITER_BATCH_SIZE", default_value_t = 100)]
+    #[arg(long, env = "SPARKLAKE_WRITER_BATCH_SIZE", default_value_t = 1000)]
     writer_batch_size: usize,
     /// Milliseconds the writer waits to fill a batch.
     #[arg(long, env = "SPARKLAKE_WRITER_WINDOW_MS", default_value_t = 1000)]
@@ -231,6 +246,11 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Status { pipeline } => commands::status(&pipeline.open().await?).await,
+            Command::BenchWriter {
+                data,
+                batch_events,
+                files,
+            } => sparklake::bench::bench_writer(&data, batch_events.max(1), &files).await,
         }
     });
     match result {

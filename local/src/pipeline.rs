@@ -53,7 +53,7 @@ impl Default for Settings {
         Self {
             queue: QueueConfig::default(),
             fanout_batch_size: 10,
-            writer_batch_size: 100,
+            writer_batch_size: 1000,
             writer_window: Duration::from_secs(1),
             archive: true,
             routes: Vec::new(),
