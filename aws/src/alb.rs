@@ -8,6 +8,12 @@ use lambda_http::Body;
 /// The ALB's limit on a Lambda response: 1 MB, headers included.
 pub const MAX_RESPONSE_BYTES: usize = 1_000_000;
 
+/// Reads an ALB event (the JSON the Lambda runtime delivers) into the request `lambda_http` makes
+/// of it, as `lambda_http::run` does before calling the handler.
+pub fn decode(event: &str) -> Result<lambda_http::Request, serde_json::Error> {
+    lambda_http::request::from_str(event)
+}
+
 pub fn to_handler(request: lambda_http::Request) -> http::Request<Bytes> {
     let (parts, body) = request.into_parts();
     let bytes = match body {

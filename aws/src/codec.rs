@@ -10,6 +10,8 @@ use std::io::Read as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use sparklake_core::message::{Attributes, InboundMessage};
+use tracing::warn;
 
 /// The message attribute naming the body's encoding.
 pub const CONTENT_ENCODING: &str = "content_encoding";
@@ -92,6 +94,31 @@ pub fn decode(text: &str, encoding: Option<&str>) -> Result<Bytes, CodecError> {
             Ok(Bytes::from(out))
         }
         Some(other) => Err(CodecError::Unknown(other.to_owned())),
+    }
+}
+
+/// Turns a received SQS message into the handlers' message, undoing the body's encoding. A body
+/// that cannot be decoded is passed on as received, so the handler reports it failed and it
+/// reaches the dead-letter queue instead of vanishing.
+pub fn to_inbound(
+    id: &str,
+    body: &str,
+    encoding: Option<&str>,
+    attributes: impl IntoIterator<Item = (String, String)>,
+    receive_count: u32,
+) -> InboundMessage {
+    let body = decode(body, encoding).unwrap_or_else(|e| {
+        warn!(id, error = %e, "undecodable message body; passing it on to fail");
+        bytes::Bytes::copy_from_slice(body.as_bytes())
+    });
+    InboundMessage {
+        id: id.to_owned(),
+        body,
+        attributes: attributes
+            .into_iter()
+            .filter(|(k, _)| k != CONTENT_ENCODING)
+            .collect::<Attributes>(),
+        receive_count,
     }
 }
 
