@@ -1,17 +1,63 @@
-//! The ALB side of the ingest Lambda: `lambda_http` has already turned the ALB event into an
-//! HTTP request (base64 bodies decoded, headers lower-cased, multi-value headers or not); this
-//! hands it to the ingest handler's `http::Request<Bytes>` and back.
+//! The ALB side of the ingest Lambda: `lambda_http` turns the ALB event into an HTTP request
+//! (base64 bodies decoded, headers lower-cased, multi-value headers or not); this makes the event
+//! safe for that conversion first, hands the request to the ingest handler's
+//! `http::Request<Bytes>` and its answer back.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use http::header::HOST;
 use lambda_http::Body;
+use lambda_http::request::LambdaRequest;
 
 /// The ALB's limit on a Lambda response: 1 MB, headers included.
 pub const MAX_RESPONSE_BYTES: usize = 1_000_000;
 
+/// An ALB event `lambda_http` cannot turn into a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AlbError {
+    #[error("not an ALB event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the event says its body is base64 but it is not")]
+    Base64,
+    #[error("the event's path does not start with `/`")]
+    Path,
+}
+
+/// Makes an ALB event safe for `lambda_http`'s conversion into a request, which panics on a body
+/// marked base64 that is not, and on a URI it cannot build from the path, the `Host` header and
+/// `X-Forwarded-Proto`. The handler needs only the path of the URI: `Host` is moved to the
+/// multi-value headers, where the conversion keeps it as a header without building the URI from
+/// it (the request's headers are the same either way).
+pub fn sanitize(event: &mut LambdaRequest) -> Result<(), AlbError> {
+    let LambdaRequest::Alb(alb) = event else {
+        return Ok(());
+    };
+    if alb.is_base64_encoded
+        && let Some(body) = &alb.body
+        && STANDARD.decode(body).is_err()
+    {
+        return Err(AlbError::Base64);
+    }
+    if alb
+        .path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && !p.starts_with('/'))
+    {
+        return Err(AlbError::Path);
+    }
+    if let Some(host) = alb.headers.remove(HOST) {
+        alb.multi_value_headers.insert(HOST, host);
+    }
+    Ok(())
+}
+
 /// Reads an ALB event (the JSON the Lambda runtime delivers) into the request `lambda_http` makes
-/// of it, as `lambda_http::run` does before calling the handler.
-pub fn decode(event: &str) -> Result<lambda_http::Request, serde_json::Error> {
-    lambda_http::request::from_str(event)
+/// of it, as the ingest Lambda does: [`sanitize`], then `lambda_http`'s conversion.
+pub fn decode(event: &str) -> Result<lambda_http::Request, AlbError> {
+    let mut event: LambdaRequest = serde_json::from_str(event)?;
+    sanitize(&mut event)?;
+    Ok(event.into())
 }
 
 pub fn to_handler(request: lambda_http::Request) -> http::Request<Bytes> {
