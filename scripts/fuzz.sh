@@ -52,6 +52,9 @@ if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" 
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
 fi
 
+# The fuzz crate is outside the workspace: its own format check.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+
 # The fuzz crate's own lock file must already say everything (as `--locked` does elsewhere).
 cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 
@@ -69,11 +72,14 @@ seeds() {
 # libFuzzer flags every run shares: one worker, bounded memory and input size.
 common=(-rss_limit_mb=1024 -max_len=65536 -timeout=10 -print_final_stats=1)
 
-run() { # target, libFuzzer args...
+run() { # target, corpus dirs..., --, libFuzzer args...
   local target="$1"; shift
+  local dirs=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do dirs+=("$1"); shift; done
+  shift
   mkdir -p "$work/artifacts/$target"
-  cargo fuzz run --sanitizer none --target-dir "$CARGO_TARGET_DIR" "$target" "$@" -- \
-    "${common[@]}" -artifact_prefix="$work/artifacts/$target/" "${extra[@]}"
+  cargo fuzz run --sanitizer none --target-dir "$CARGO_TARGET_DIR" "$target" "${dirs[@]}" -- \
+    "${common[@]}" -artifact_prefix="$work/artifacts/$target/" "$@" "${extra[@]}"
 }
 
 summary() { # target, log file: runs, seconds, exec/s, coverage, features, corpus
@@ -92,12 +98,12 @@ case "$mode" in
     for t in "${TARGETS[@]}"; do
       echo "== $t: replay fuzz/corpus/$t"
       # -runs=0: run every corpus input once, then stop.
-      run "$t" "fuzz/corpus/$t" -runs=0 || { status=1; continue; }
+      run "$t" "fuzz/corpus/$t" -- -runs=0 || { status=1; continue; }
       [[ "$mode" == smoke ]] || continue
       echo "== $t: ${FUZZ_SMOKE_SECS:-20} s smoke"
       tmp="$(mktemp -d)"
       # shellcheck disable=SC2046
-      run "$t" "$tmp" "fuzz/corpus/$t" $(seeds "$t") -max_total_time="${FUZZ_SMOKE_SECS:-20}" \
+      run "$t" "$tmp" "fuzz/corpus/$t" $(seeds "$t") -- -max_total_time="${FUZZ_SMOKE_SECS:-20}" \
         -runs=200000 2>&1 | tail -n 25 || status=1
       rm -rf "$tmp"
     done
@@ -117,7 +123,7 @@ case "$mode" in
       echo "== $t: $runs_per_target runs (log: $log)"
       start=$(date +%s)
       # shellcheck disable=SC2046
-      if run "$t" "$work/corpus/$t" $(seeds "$t") -runs="$runs_per_target" >"$log" 2>&1; then
+      if run "$t" "$work/corpus/$t" $(seeds "$t") -- -runs="$runs_per_target" >"$log" 2>&1; then
         crashes=0
       else
         crashes=1; status=1

@@ -84,3 +84,56 @@ pub fn from_handler(response: http::Response<Bytes>) -> http::Response<Body> {
         Body::Text(String::from_utf8_lossy(&body).into_owned())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/../fixtures/alb/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&fixture(name)).expect("fixture JSON");
+        edit(&mut event);
+        event.to_string()
+    }
+
+    #[test]
+    fn decodes_the_fixtures_as_lambda_http_does() {
+        for name in [
+            "post_plain.json",
+            "post_base64.json",
+            "post_multi_value.json",
+        ] {
+            let ours = to_handler(decode(&fixture(name)).expect("decodes"));
+            let theirs = to_handler(lambda_http::request::from_str(&fixture(name)).expect("JSON"));
+            assert_eq!(ours.method(), theirs.method(), "{name}");
+            assert_eq!(ours.uri().path(), theirs.uri().path(), "{name}");
+            assert_eq!(ours.headers(), theirs.headers(), "{name}");
+            assert_eq!(ours.body(), theirs.body(), "{name}");
+        }
+    }
+
+    #[test]
+    fn events_lambda_http_would_panic_on_are_errors_or_made_safe() {
+        // A body marked base64 that is not: an error, not a panic.
+        let bad_body = with("post_base64.json", |e| e["body"] = "not base64!".into());
+        assert!(matches!(decode(&bad_body), Err(AlbError::Base64)));
+        // A path that cannot follow a host.
+        let bad_path = with("post_plain.json", |e| e["path"] = ":99999".into());
+        assert!(matches!(decode(&bad_path), Err(AlbError::Path)));
+        // A Host header or X-Forwarded-Proto no URL can be built from: the request is still
+        // made, with the header kept as it came.
+        for (header, value) in [("host", "bad host["), ("x-forwarded-proto", "1 2")] {
+            let event = with("post_plain.json", |e| e["headers"][header] = value.into());
+            let request = to_handler(decode(&event).expect("decodes"));
+            assert_eq!(request.uri().path(), "/");
+            assert_eq!(request.headers()[header], value);
+            assert!(!request.body().is_empty());
+        }
+        assert!(matches!(decode("[]"), Err(AlbError::Json(_))));
+    }
+}

@@ -7,7 +7,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use sparklake_fuzz::queue::{GenMessage, check_raw, check_message};
+use sparklake_fuzz::queue::{GenMessage, check_message, check_raw};
 
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {

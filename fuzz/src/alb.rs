@@ -152,7 +152,10 @@ fn check_enqueued(
     for (i, m) in sent.iter().enumerate() {
         let received = RECEIVED_AT.to_string();
         assert_eq!(m.attributes.get(attr::RECEIVED_AT), Some(&received));
-        assert_eq!(m.attributes.get(attr::BATCH_ID).map(String::as_str), batch_id);
+        assert_eq!(
+            m.attributes.get(attr::BATCH_ID).map(String::as_str),
+            batch_id
+        );
         if sent.len() > 1 {
             assert!(m.body.len() <= MAX_MESSAGE_BYTES);
             let part = format!("{}/{}", i + 1, sent.len());

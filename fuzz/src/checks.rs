@@ -21,8 +21,15 @@ pub fn check_body(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
     let expected = reference::heads(body);
     match (&verdict, &expected) {
         (Ok(batch), Some(heads)) => {
-            let got: Vec<_> = batch.elements.iter().map(|e| owned_head(e.head.as_ref())).collect();
-            assert_eq!(&got, heads, "validate and the reference read different heads");
+            let got: Vec<_> = batch
+                .elements
+                .iter()
+                .map(|e| owned_head(e.head.as_ref()))
+                .collect();
+            assert_eq!(
+                &got, heads,
+                "validate and the reference read different heads"
+            );
             check_batch(batch);
         }
         (Err(e), None) => check_error(body, e),
@@ -125,12 +132,18 @@ pub fn check_split(events: &[&str], max: usize) {
             assert_eq!(e.index, index, "split named the wrong element");
             return;
         }
-        (result, too_large) => panic!("split({max}) gave {result:?}, first too large {too_large:?}"),
+        (result, too_large) => {
+            panic!("split({max}) gave {result:?}, first too large {too_large:?}")
+        }
     };
     let mut rejoined: Vec<String> = Vec::new();
     let mut previous: Option<usize> = None;
     for part in &parts {
-        assert!(part.len() <= max, "a part of {} bytes over {max}", part.len());
+        assert!(
+            part.len() <= max,
+            "a part of {} bytes over {max}",
+            part.len()
+        );
         let batch = envelope::validate(part.as_bytes()).expect("a part validates");
         assert!(!batch.elements.is_empty(), "an empty part");
         if let Some(len) = previous {
@@ -155,7 +168,13 @@ fn check_row(row: &Row<'_>) {
     let head = &row.event.head;
     // Identity: (type, event_id) when there is an id, else a hash of the raw text.
     match (row.event.identity(), &row.event.fields.event_id.0) {
-        (Identity::Id { event_type, event_id }, Some(id)) => {
+        (
+            Identity::Id {
+                event_type,
+                event_id,
+            },
+            Some(id),
+        ) => {
             assert_eq!(event_type, head.event_type);
             assert_eq!(&event_id, id);
         }
@@ -329,7 +348,8 @@ fn text_of(v: &J) -> Option<String> {
 }
 
 fn int_of(v: &J) -> Option<i64> {
-    let integral = |f: f64| (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64);
+    let integral =
+        |f: f64| (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64);
     match v {
         J::I(i) => Some(*i),
         J::U(u) => i64::try_from(*u).ok().or_else(|| integral(*u as f64)),
@@ -363,10 +383,16 @@ pub fn check_csv(rows: &[Row<'_>]) {
     for (record, row) in records.iter().zip(rows) {
         assert_eq!(record.len(), COLUMNS.len(), "a record with the wrong width");
         for field in record {
-            assert!(!field.contains(['\n', '\r']), "a raw line break in {field:?}");
+            assert!(
+                !field.contains(['\n', '\r']),
+                "a raw line break in {field:?}"
+            );
         }
         let t = &row.event.head.event_type;
-        assert_eq!(&record[type_at], t.replace('\r', "\\r").replace('\n', "\\n"));
+        assert_eq!(
+            &record[type_at],
+            t.replace('\r', "\\r").replace('\n', "\\n")
+        );
         // The raw column is the element, compacted: the same JSON.
         assert_eq!(
             J::parse(&record[raw_at]),

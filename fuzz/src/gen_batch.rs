@@ -263,7 +263,11 @@ impl Out {
             GenValue::Float(f) => self.number(*f),
             GenValue::Str(s) => self.string(s, false),
             GenValue::NumStr(i, pad) => {
-                let s = if *pad { format!(" {i} ") } else { i.to_string() };
+                let s = if *pad {
+                    format!(" {i} ")
+                } else {
+                    i.to_string()
+                };
                 self.string(&s, false);
             }
             GenValue::FloatStr(f) => self.string(&f.to_string(), false),

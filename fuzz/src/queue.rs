@@ -73,7 +73,10 @@ pub fn check_raw(data: &[u8]) {
                 let back = codec::decode(&encoded.text, encoded.encoding).expect("decodes");
                 assert_eq!(&back[..], data, "codec round trip");
                 if encoded.encoding.is_some() {
-                    assert!(encoded.text.len() < data.len(), "compressed but not smaller");
+                    assert!(
+                        encoded.text.len() < data.len(),
+                        "compressed but not smaller"
+                    );
                 }
             }
             Err(CodecError::NotText) => {
@@ -96,7 +99,10 @@ pub fn check_message(message: &GenMessage) {
     };
     let (text, encoding): (String, Option<&str>) = match &message.encoding {
         GenEncoding::Absent => (String::from_utf8_lossy(&plain).into_owned(), None),
-        GenEncoding::Identity => (String::from_utf8_lossy(&plain).into_owned(), Some("identity")),
+        GenEncoding::Identity => (
+            String::from_utf8_lossy(&plain).into_owned(),
+            Some("identity"),
+        ),
         GenEncoding::Empty => (String::from_utf8_lossy(&plain).into_owned(), Some("")),
         GenEncoding::Encoded => match codec::encode(&plain, true) {
             Ok(e) => (e.text, e.encoding),
@@ -143,7 +149,10 @@ fn check_delivery(
     let inbound = to_inbound("m-1", text, encoding, attributes, receive_count);
     match &decoded {
         Ok(body) => {
-            assert!(body.len() <= MAX_DECODED_BYTES.max(text.len()), "decode cap");
+            assert!(
+                body.len() <= MAX_DECODED_BYTES.max(text.len()),
+                "decode cap"
+            );
             assert_eq!(&inbound.body, body);
         }
         Err(_) => assert_eq!(&inbound.body[..], text.as_bytes(), "undecodable passed on"),
@@ -198,7 +207,10 @@ fn check_handlers(message: &InboundMessage, routes: &BTreeSet<String>, max: usiz
         by_type.entry(&head.event_type).or_default().push(e.raw);
     }
     assert_eq!(grouped(&to_writer, max, message), as_owned(&by_type, None));
-    assert_eq!(grouped(&routed, max, message), as_owned(&by_type, Some(routes)));
+    assert_eq!(
+        grouped(&routed, max, message),
+        as_owned(&by_type, Some(routes))
+    );
     // The archive: one NDJSON line per event, the same JSON.
     assert_eq!(archived.len(), batch.event_count());
     for (record, (e, _)) in archived.iter().zip(batch.events()) {
@@ -219,7 +231,12 @@ fn as_owned(by_type: &BTreeMap<&str, Vec<&str>>, only: Option<&BTreeSet<String>>
     by_type
         .iter()
         .filter(|(t, _)| only.is_none_or(|o| o.contains(**t)))
-        .map(|(t, raws)| ((*t).to_owned(), raws.iter().map(|r| (*r).to_owned()).collect()))
+        .map(|(t, raws)| {
+            (
+                (*t).to_owned(),
+                raws.iter().map(|r| (*r).to_owned()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -227,9 +244,15 @@ fn grouped(messages: &[OutboundMessage], max: usize, from: &InboundMessage) -> G
     let mut out = Grouped::new();
     for m in messages {
         assert!(m.body.len() <= max, "a message over the limit");
-        let t = m.attributes.get(attr::EVENT_TYPE).expect("event_type attribute");
+        let t = m
+            .attributes
+            .get(attr::EVENT_TYPE)
+            .expect("event_type attribute");
         for name in [attr::BATCH_ID, attr::RECEIVED_AT] {
-            assert_eq!(m.attributes.get(name).map(String::as_str), from.attribute(name));
+            assert_eq!(
+                m.attributes.get(name).map(String::as_str),
+                from.attribute(name)
+            );
         }
         let batch = envelope::validate(&m.body).expect("a fanout message validates");
         for (e, head) in batch.events() {
@@ -255,7 +278,13 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
             if let Some(e) = encoded.encoding {
                 attributes.push((CONTENT_ENCODING.into(), e.into()));
             }
-            let inbound = to_inbound(&format!("w-{i}"), &encoded.text, encoded.encoding, attributes, 1);
+            let inbound = to_inbound(
+                &format!("w-{i}"),
+                &encoded.text,
+                encoded.encoding,
+                attributes,
+                1,
+            );
             assert_eq!(inbound.body, m.body, "codec round trip");
             inbound
         })
@@ -266,7 +295,10 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
         parquet: &PARQUET,
     };
     let outcome = block_on(writer.handle(&inbound, RECEIVED_AT));
-    assert!(outcome.failed.is_empty(), "the writer failed valid messages");
+    assert!(
+        outcome.failed.is_empty(),
+        "the writer failed valid messages"
+    );
     assert_eq!(outcome.rows + outcome.duplicates, events, "rows lost");
     let objects = store.take();
     assert_eq!(objects.len(), outcome.objects.len());

@@ -58,16 +58,14 @@ async fn main() -> Result<(), Error> {
     // (`alb::sanitize`): an event it cannot convert fails the invocation (the ALB answers 502)
     // instead of panicking inside the conversion.
     let mut adapter = Adapter::from(handler);
-    lambda_http::lambda_runtime::run(service_fn(
-        move |mut event: LambdaEvent<LambdaRequest>| {
-            let call = alb::sanitize(&mut event.payload).map(|()| adapter.call(event));
-            async move {
-                match call {
-                    Ok(response) => response.await,
-                    Err(e) => Err(Error::from(e)),
-                }
+    lambda_http::lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
+        let call = alb::sanitize(&mut event.payload).map(|()| adapter.call(event));
+        async move {
+            match call {
+                Ok(response) => response.await,
+                Err(e) => Err(Error::from(e)),
             }
-        },
-    ))
+        }
+    }))
     .await
 }
