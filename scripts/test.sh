@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: formatting and lints, the SAM template (cfn-lint, sam validate,
 # its wiring tests), the day-one queries in DuckDB and the operator scripts, then every Rust test
-# with the AWS tests against moto's server on a free 127.0.0.1 port.
+# with the AWS tests against moto's server on a free 127.0.0.1 port, then a short smoke of the
+# fuzz targets (scripts/fuzz.sh --smoke: build, replay fuzz/corpus, 20 s per target). The long
+# fuzz run (10 million inputs, about an hour) is separate: `scripts/fuzz.sh --long`, results in
+# fuzz/README.md.
 # Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
 # cfn-lint, aws-sam-cli, duckdb, pytest) goes into a cached virtualenv, ~/.cache/sparklake/venv.
 set -euo pipefail
@@ -47,6 +50,9 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # timing anything (`cargo bench -p sparklake --bench pipeline` measures).
 echo "== benches (smoke)"
 cargo test -p sparklake --bench pipeline --locked
+# Coverage-guided fuzzing, smoke only (its output stays out of the counts below).
+echo "== fuzz (smoke)"
+scripts/fuzz.sh --smoke
 # One closing line over every test binary (cargo prints one per binary, doc-tests last) and the
 # template tests (pytest's closing line, e.g. "38 passed, 1 skipped in 1.0s").
 awk 'FILENAME == ARGV[1] {

@@ -14,21 +14,31 @@
 
 pub mod alb;
 pub mod codec;
+#[cfg(feature = "sdk")]
 pub mod config;
+#[cfg(feature = "sdk")]
 pub mod firehose;
+#[cfg(feature = "sdk")]
 pub mod lambda;
+#[cfg(feature = "sdk")]
 pub mod redrive;
+#[cfg(feature = "sdk")]
 pub mod retry;
+#[cfg(feature = "sdk")]
 pub mod s3;
+#[cfg(feature = "sdk")]
 pub mod secrets;
+#[cfg(feature = "sdk")]
 pub mod sqs;
 
+#[cfg(feature = "sdk")]
 /// Loads the AWS configuration once per process: region, credentials and endpoint from the
 /// standard environment (`AWS_ENDPOINT_URL` and its per-service variants included).
 pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+#[cfg(feature = "sdk")]
 /// The S3 client the settings ask for (path-style addressing where configured).
 pub fn s3_client(
     sdk: &aws_config::SdkConfig,

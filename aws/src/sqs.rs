@@ -12,10 +12,11 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
-use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
+use sparklake_core::message::{InboundMessage, OutboundMessage};
 use sparklake_core::ports::{PortError, QueueSend};
 use tracing::warn;
 
+pub use crate::codec::to_inbound;
 use crate::codec::{self, CONTENT_ENCODING};
 use crate::retry::{ATTEMPTS, backoff};
 
@@ -340,31 +341,6 @@ impl SqsQueue {
             count(&QueueAttributeName::ApproximateNumberOfMessages),
             count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         ))
-    }
-}
-
-/// Turns a received SQS message into the handlers' message, undoing the body's encoding. A body
-/// that cannot be decoded is passed on as received, so the handler reports it failed and it
-/// reaches the dead-letter queue instead of vanishing.
-pub fn to_inbound(
-    id: &str,
-    body: &str,
-    encoding: Option<&str>,
-    attributes: impl IntoIterator<Item = (String, String)>,
-    receive_count: u32,
-) -> InboundMessage {
-    let body = codec::decode(body, encoding).unwrap_or_else(|e| {
-        warn!(id, error = %e, "undecodable message body; passing it on to fail");
-        bytes::Bytes::copy_from_slice(body.as_bytes())
-    });
-    InboundMessage {
-        id: id.to_owned(),
-        body,
-        attributes: attributes
-            .into_iter()
-            .filter(|(k, _)| k != CONTENT_ENCODING)
-            .collect::<Attributes>(),
-        receive_count,
     }
 }
 

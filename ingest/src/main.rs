@@ -2,7 +2,8 @@
 //! serves each request with [`ingest::Ingest`].
 
 use ingest::{Ingest, IngestConfig};
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Error, LambdaEvent, Request, Service as _, service_fn};
 use sparklake_aws::config::AwsSettings;
 use sparklake_aws::s3::S3Store;
 use sparklake_aws::sqs::SqsQueue;
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Error> {
         queue: &queue,
         quarantine: &store,
     };
-    lambda_http::run(service_fn(|request: Request| {
+    let handler = service_fn(|request: Request| {
         let ingest = &ingest;
         async move {
             let (response, metrics) = ingest
@@ -51,6 +52,19 @@ async fn main() -> Result<(), Error> {
                 .await;
             sparklake_aws::emit_metrics(&metrics, "ingest");
             Ok::<_, Error>(alb::from_handler(response))
+        }
+    });
+    // `lambda_http::run`, with the event made safe for lambda_http's conversion first
+    // (`alb::sanitize`): an event it cannot convert fails the invocation (the ALB answers 502)
+    // instead of panicking inside the conversion.
+    let mut adapter = Adapter::from(handler);
+    lambda_http::lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
+        let call = alb::sanitize(&mut event.payload).map(|()| adapter.call(event));
+        async move {
+            match call {
+                Ok(response) => response.await,
+                Err(e) => Err(Error::from(e)),
+            }
         }
     }))
     .await
