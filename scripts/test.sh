@@ -47,6 +47,12 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # timing anything (`cargo bench -p sparklake --bench pipeline` measures).
 echo "== benches (smoke)"
 cargo test -p sparklake --bench pipeline --locked
+cargo test -p ingest --bench auth --locked
+# The load test takes minutes and a release build: only when asked (results in BENCHMARKS.md).
+if [[ "${SPARKLAKE_LOAD:-}" == 1 ]]; then
+  echo "== scripts/load"
+  scripts/load
+fi
 # One closing line over every test binary (cargo prints one per binary, doc-tests last) and the
 # template tests (pytest's closing line, e.g. "38 passed, 1 skipped in 1.0s").
 awk 'FILENAME == ARGV[1] {
