@@ -50,6 +50,12 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # timing anything (`cargo bench -p sparklake --bench pipeline` measures).
 echo "== benches (smoke)"
 cargo test -p sparklake --bench pipeline --locked
+cargo test -p ingest --bench auth --locked
+# The load test takes minutes and a release build: only when asked (results in BENCHMARKS.md).
+if [[ "${SPARKLAKE_LOAD:-}" == 1 ]]; then
+  echo "== scripts/load"
+  scripts/load
+fi
 # Coverage-guided fuzzing, smoke only (its output stays out of the counts below).
 echo "== fuzz (smoke)"
 scripts/fuzz.sh --smoke

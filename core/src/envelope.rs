@@ -14,6 +14,10 @@ use serde_json::value::RawValue;
 
 /// Nesting deeper than this is refused: SparkPost's own events nest five levels.
 pub const MAX_DEPTH: usize = 64;
+/// An event `type` longer than this is refused: SparkPost's longest is 20 bytes, and the type
+/// names a folder (`event_type=<type, %XX-escaped>`) that must stay within a file name's 255
+/// bytes and an S3 key's 1024, or every write of it would fail and dead-letter.
+pub const MAX_TYPE_BYTES: usize = 64;
 
 /// A validated webhook body, borrowing from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +97,9 @@ pub fn validate(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
     let text = std::str::from_utf8(body).map_err(|e| ValidationError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
+    // RFC 8259 8.1: a parser may ignore a leading byte order mark. SparkPost sends none, but a
+    // proxy or a replay tool may add one, and the JSON after it is unambiguous.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = text.trim_start().chars().next();
     if first != Some('[') {
         return Err(ValidationError::NotArray {
@@ -374,10 +381,24 @@ impl<'de> Visitor<'de> for ClassSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event_type = None;
         while let Some(Str(key)) = map.next_key()? {
-            if key == "type" && event_type.is_none() {
+            if key == "type" {
+                // Two `type`s make the event ambiguous: parsers disagree on which one wins, so
+                // the partition and a query reading `raw` could each pick another.
+                if event_type.is_some() {
+                    return Err(de::Error::custom(format_args!(
+                        "`{}.type` appears twice",
+                        self.class
+                    )));
+                }
                 let Str(t) = map.next_value().map_err(|_: A::Error| {
                     de::Error::custom(format_args!("`{}.type` is not a string", self.class))
                 })?;
+                if t.len() > MAX_TYPE_BYTES {
+                    return Err(de::Error::custom(format_args!(
+                        "`{}.type` is longer than {MAX_TYPE_BYTES} bytes",
+                        self.class
+                    )));
+                }
                 event_type = Some(t);
             } else {
                 map.next_value::<IgnoredAny>()?;

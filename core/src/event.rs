@@ -260,55 +260,79 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     }
 }
 
-/// What a scalar JSON value says, whatever its JSON type; `None` for null, arrays and objects.
+/// What a scalar JSON value says, whatever its JSON type, read from its exact text: a number
+/// stays the digits it was sent as, so a text column gets them verbatim and a typed column gets
+/// its value or null, never a rounded one (and a number beyond f64's range, valid JSON, nulls
+/// only its own column). `None` for null, arrays, objects, and a string that is not text (a
+/// lone surrogate escape).
 enum Scalar<'a> {
     Str(Cow<'a, str>),
-    Int(i64),
-    Float(f64),
+    Number(&'a str),
     Bool(bool),
     None,
 }
 
 impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
+        let text = <&'de RawValue>::deserialize(d)?.get();
+        Ok(match text.as_bytes().first() {
+            Some(b'"') => {
+                let inner = text.get(1..text.len() - 1).unwrap_or_default();
+                if inner.contains('\\') {
+                    serde_json::from_str::<String>(text)
+                        .map_or(Scalar::None, |s| Scalar::Str(Cow::Owned(s)))
+                } else {
+                    Scalar::Str(Cow::Borrowed(inner))
+                }
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Scalar::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Scalar::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar::Float(v))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Scalar::Bool(v))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Scalar::None)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Scalar::None)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Scalar::None)
-            }
-        }
-        d.deserialize_any(V)
+            Some(b't') => Scalar::Bool(true),
+            Some(b'f') => Scalar::Bool(false),
+            Some(b'-' | b'0'..=b'9') => Scalar::Number(text),
+            _ => Scalar::None,
+        })
     }
+}
+
+/// An integer from a number's text, exactly: `12`, `12.0`, `1.2e1` and `1200e-2` are 12;
+/// anything with a nonzero fraction, beyond i64, or not a decimal number is `None` (the text is
+/// read as a decimal, never through a float, so nothing is rounded).
+fn int_of(text: &str) -> Option<i64> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(i);
+    }
+    let (negative, unsigned) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = || whole.bytes().chain(fraction.bytes());
+    if whole.is_empty() && fraction.is_empty() || !digits().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The significant digits and the power of ten that scales them.
+    let significant: Vec<u8> = digits().skip_while(|&b| b == b'0').collect();
+    let trailing_zeros = significant.iter().rev().take_while(|&&b| b == b'0').count();
+    let significant = &significant[..significant.len() - trailing_zeros];
+    if significant.is_empty() {
+        return Some(0);
+    }
+    let scale = exponent
+        .checked_sub(i64::try_from(fraction.len()).ok()?)?
+        .checked_add(i64::try_from(trailing_zeros).ok()?)?;
+    if !(0..=18).contains(&scale) || significant.len() > 19 {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for &d in significant {
+        value = value * 10 + i128::from(d - b'0');
+    }
+    value *= 10_i128.pow(u32::try_from(scale).ok()?);
+    i64::try_from(if negative { -value } else { value }).ok()
 }
 
 /// A text field; numbers and booleans are kept as their text.
@@ -319,8 +343,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Text(match Scalar::deserialize(d)? {
             Scalar::Str(s) => Some(s),
-            Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
-            Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
+            Scalar::Number(n) => Some(Cow::Borrowed(n)),
             Scalar::Bool(b) => Some(Cow::Borrowed(if b { "true" } else { "false" })),
             Scalar::None => None,
         }))
@@ -340,22 +363,11 @@ pub struct Int(pub Option<i64>);
 impl<'de> Deserialize<'de> for Int {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Int(match Scalar::deserialize(d)? {
-            Scalar::Int(i) => Some(i),
-            Scalar::Float(f) => integral(f),
-            Scalar::Str(s) => {
-                let s = s.trim();
-                s.parse::<i64>()
-                    .ok()
-                    .or_else(|| s.parse::<f64>().ok().and_then(integral))
-            }
+            Scalar::Number(n) => int_of(n),
+            Scalar::Str(s) => int_of(s.trim()),
             Scalar::Bool(_) | Scalar::None => None,
         }))
     }
-}
-
-fn integral(f: f64) -> Option<i64> {
-    // Beyond ±2^53 a float no longer holds every integer; refuse rather than round.
-    (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
 }
 
 /// A floating-point field, given as a JSON number or a numeric string.
@@ -365,8 +377,7 @@ pub struct Float(pub Option<f64>);
 impl<'de> Deserialize<'de> for Float {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Float(match Scalar::deserialize(d)? {
-            Scalar::Int(i) => Some(i as f64),
-            Scalar::Float(f) => Some(f),
+            Scalar::Number(n) => n.parse::<f64>().ok().filter(|f| f.is_finite()),
             Scalar::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             Scalar::Bool(_) | Scalar::None => None,
         }))
@@ -380,8 +391,7 @@ pub struct Timestamp(pub Option<i64>);
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Timestamp(match Scalar::deserialize(d)? {
-            Scalar::Int(i) => timestamp::from_number(i as f64),
-            Scalar::Float(f) => timestamp::from_number(f),
+            Scalar::Number(n) => n.parse::<f64>().ok().and_then(timestamp::from_number),
             Scalar::Str(s) => timestamp::parse_str(&s),
             Scalar::Bool(_) | Scalar::None => None,
         }))

@@ -3,7 +3,20 @@
 //!
 //! Basic and bearer both travel in `Authorization`, so when both are enabled either one passes;
 //! an enabled custom header is required in addition. Secrets are kept only as SHA-256 digests
-//! and compared digest to digest in constant time, so neither content nor length leaks.
+//! and compared digest to digest with `subtle`'s constant-time equality: what is compared is
+//! always 32 bytes, whatever the secret's or the attempt's length, and every configured secret
+//! of a mode is compared (no early exit on the first match), so the time taken does not depend
+//! on how much of a secret an attempt got right.
+//!
+//! Parsing follows RFC 9110/7235 where it is standard: the scheme name is case-insensitive
+//! (`bearer`, `BEARER`), one or more spaces separate it from the credential, and whitespace
+//! around the whole field value is not part of it. Secrets are compared exactly (case, every
+//! byte). Anything else is refused: a tab or a space inside the credential, a field sent twice,
+//! bytes that are not visible ASCII in `Authorization`.
+//!
+//! Each mode can accept two credentials at once, for rotating them without refusing a batch:
+//! several comma-separated bearer tokens, and a `*_PREVIOUS` password or header value beside the
+//! current one (see SECURITY.md).
 
 use std::fmt;
 
@@ -42,15 +55,26 @@ impl Secret {
 #[derive(Clone, Default)]
 pub struct Auth {
     modes: Vec<Mode>,
-    basic: Option<Secret>,
+    /// `user:password` digests: the current one and, while rotating, the previous one.
+    basic: Vec<Secret>,
     bearer: Vec<Secret>,
-    header: Option<(HeaderName, Secret)>,
+    /// The header and its accepted values' digests (current, and previous while rotating).
+    header: Option<(HeaderName, Vec<Secret>)>,
+}
+
+/// Whether any of `secrets` matches `presented`; compares with every one of them, so the time
+/// taken does not tell which one (if any) matched.
+fn any_matches(secrets: &[Secret], presented: &[u8]) -> bool {
+    secrets
+        .iter()
+        .fold(false, |any, s| any | s.matches(presented))
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth")
             .field("modes", &self.modes)
+            .field("basic_credentials", &self.basic.len())
             .field("bearer_tokens", &self.bearer.len())
             .field("header", &self.header.as_ref().map(|(n, _)| n))
             .finish_non_exhaustive()
@@ -68,6 +92,8 @@ pub enum AuthFailure {
     Wrong,
     #[error("required header is missing or wrong")]
     Header,
+    #[error("credential header sent more than once")]
+    Repeated,
 }
 
 impl Auth {
@@ -100,19 +126,46 @@ impl Auth {
                 Mode::Basic => {
                     let user = required("SPARKLAKE_BASIC_USER", "basic")?;
                     let password = required("SPARKLAKE_BASIC_PASSWORD", "basic")?;
-                    auth.basic = Some(Secret::new(format!("{user}:{password}").as_bytes()));
+                    auth.basic
+                        .push(basic_secret("SPARKLAKE_BASIC_USER", &user, &password)?);
+                    let previous =
+                        lookup("SPARKLAKE_BASIC_PASSWORD_PREVIOUS").filter(|v| !v.is_empty());
+                    if let Some(previous) = previous {
+                        let user = lookup("SPARKLAKE_BASIC_USER_PREVIOUS")
+                            .filter(|v| !v.is_empty())
+                            .unwrap_or(user);
+                        auth.basic.push(basic_secret(
+                            "SPARKLAKE_BASIC_USER_PREVIOUS",
+                            &user,
+                            &previous,
+                        )?);
+                    }
                 }
                 Mode::Bearer => {
                     let tokens = required("SPARKLAKE_BEARER_TOKENS", "bearer")?;
-                    auth.bearer = tokens
+                    let tokens: Vec<&str> = tokens
                         .split(',')
                         .map(str::trim)
                         .filter(|t| !t.is_empty())
-                        .map(|t| Secret::new(t.as_bytes()))
                         .collect();
-                    if auth.bearer.is_empty() {
+                    if tokens.is_empty() {
                         return Err(ConfigError::Missing("SPARKLAKE_BEARER_TOKENS", "bearer"));
                     }
+                    // A token that is not visible ASCII without blanks could never be presented
+                    // in a well-formed `Authorization: Bearer` field: refuse it up front.
+                    if let Some(i) = tokens
+                        .iter()
+                        .position(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
+                    {
+                        return Err(ConfigError::Invalid(
+                            "SPARKLAKE_BEARER_TOKENS",
+                            format!(
+                                "token {} holds a blank or a character that is not visible ASCII",
+                                i + 1
+                            ),
+                        ));
+                    }
+                    auth.bearer = tokens.iter().map(|t| Secret::new(t.as_bytes())).collect();
                 }
                 Mode::Header => {
                     let name = required("SPARKLAKE_HEADER_NAME", "header")?;
@@ -123,7 +176,13 @@ impl Auth {
                         )
                     })?;
                     let value = required("SPARKLAKE_HEADER_VALUE", "header")?;
-                    auth.header = Some((name, Secret::new(value.as_bytes())));
+                    let mut values = vec![Secret::new(value.as_bytes())];
+                    if let Some(previous) =
+                        lookup("SPARKLAKE_HEADER_VALUE_PREVIOUS").filter(|v| !v.is_empty())
+                    {
+                        values.push(Secret::new(previous.as_bytes()));
+                    }
+                    auth.header = Some((name, values));
                 }
             }
         }
@@ -132,7 +191,7 @@ impl Auth {
 
     /// The `WWW-Authenticate` challenge to send with a 401, if a scheme needs one.
     pub fn challenge(&self) -> Option<&'static str> {
-        if self.basic.is_some() {
+        if !self.basic.is_empty() {
             Some(r#"Basic realm="sparklake", charset="UTF-8""#)
         } else if !self.bearer.is_empty() {
             Some(r#"Bearer realm="sparklake""#)
@@ -143,14 +202,15 @@ impl Auth {
 
     /// Checks a request's headers.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
-        if self.basic.is_some() || !self.bearer.is_empty() {
+        if !self.basic.is_empty() || !self.bearer.is_empty() {
             self.check_authorization(headers)?;
         }
-        if let Some((name, secret)) = &self.header {
-            let ok = headers
-                .get(name)
-                .is_some_and(|v| secret.matches(v.as_bytes()));
-            if !ok {
+        if let Some((name, secrets)) = &self.header {
+            let value = single(headers, name).map_err(|e| match e {
+                AuthFailure::Repeated => AuthFailure::Repeated,
+                _ => AuthFailure::Header,
+            })?;
+            if !any_matches(secrets, value.as_bytes()) {
                 return Err(AuthFailure::Header);
             }
         }
@@ -158,34 +218,90 @@ impl Auth {
     }
 
     fn check_authorization(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
-        let value = headers.get(AUTHORIZATION).ok_or(AuthFailure::Missing)?;
-        let value = value.to_str().map_err(|_| AuthFailure::Malformed)?.trim();
+        let value = single(headers, &AUTHORIZATION)?;
+        // Visible ASCII only (`to_str` refuses NUL, obs-text and other bytes).
+        let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+        // RFC 9110: whitespace around a field value is not part of it.
+        let value = value.trim_matches([' ', '\t']);
+        // RFC 7235: `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`.
         let (scheme, credential) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
-        let credential = credential.trim();
-        if credential.is_empty() {
+        let credential = credential.trim_start_matches(' ');
+        if credential.is_empty() || credential.contains([' ', '\t']) {
             return Err(AuthFailure::Malformed);
         }
+        // Scheme names are case-insensitive (RFC 9110 11.1); credentials are not.
         if scheme.eq_ignore_ascii_case("basic") {
-            let secret = self.basic.as_ref().ok_or(AuthFailure::Wrong)?;
+            if self.basic.is_empty() {
+                return Err(AuthFailure::Wrong);
+            }
             let decoded = STANDARD
                 .decode(credential)
                 .map_err(|_| AuthFailure::Malformed)?;
             if !decoded.contains(&b':') {
                 return Err(AuthFailure::Malformed);
             }
-            return secret
-                .matches(&decoded)
+            return any_matches(&self.basic, &decoded)
                 .then_some(())
                 .ok_or(AuthFailure::Wrong);
         }
         if scheme.eq_ignore_ascii_case("bearer") {
-            // Every token is compared, so timing does not tell which one (if any) matched.
-            let matched = self
-                .bearer
-                .iter()
-                .fold(false, |any, t| any | t.matches(credential.as_bytes()));
-            return matched.then_some(()).ok_or(AuthFailure::Wrong);
+            return any_matches(&self.bearer, credential.as_bytes())
+                .then_some(())
+                .ok_or(AuthFailure::Wrong);
         }
         Err(AuthFailure::Malformed)
+    }
+}
+
+/// The one value of a header that must appear at most once: two `Authorization` fields (or two
+/// of the custom header) are refused rather than one of them picked, since a proxy in front
+/// may pick the other one (RFC 9110 5.3: a singleton field sent twice is invalid).
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<&'h http::HeaderValue, AuthFailure> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next().ok_or(AuthFailure::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthFailure::Repeated);
+    }
+    Ok(first)
+}
+
+/// The digest of `user:password`; a user holding `:` is refused (RFC 7617: the first colon
+/// ends the user-id, so `a:b` + `c` would also accept `a` + `b:c`).
+fn basic_secret(variable: &'static str, user: &str, password: &str) -> Result<Secret, ConfigError> {
+    if user.contains(':') {
+        return Err(ConfigError::Invalid(
+            variable,
+            "a basic-auth user name cannot contain `:`".to_owned(),
+        ));
+    }
+    Ok(Secret::new(format!("{user}:{password}").as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The comparison is digest against digest: whatever the lengths of the secret and of the
+    /// attempt, `ct_eq` always runs over two 32-byte arrays.
+    #[test]
+    fn secrets_are_fixed_length_digests() {
+        for len in [0, 1, 31, 32, 33, 4096] {
+            let secret = Secret::new(&vec![b'a'; len]);
+            assert_eq!(secret.0.len(), 32);
+            assert!(secret.matches(&vec![b'a'; len]));
+            assert!(!secret.matches(&vec![b'a'; len + 1]));
+        }
+    }
+
+    #[test]
+    fn any_matches_compares_with_every_secret() {
+        let secrets = [Secret::new(b"one"), Secret::new(b"two")];
+        assert!(any_matches(&secrets, b"one"));
+        assert!(any_matches(&secrets, b"two"));
+        assert!(!any_matches(&secrets, b"three"));
+        assert!(!any_matches(&[], b""));
     }
 }

@@ -11,8 +11,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::StatusCode;
+use http::header::CONTENT_LENGTH;
 use ingest::IngestConfig;
 use tokio::net::TcpListener;
+use tracing::warn;
 
 use crate::pipeline::{Pipeline, now_millis};
 
@@ -38,16 +40,25 @@ pub async fn run(
 async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let received_at = now_millis();
     let (parts, body) = request.into_parts();
-    // Read one byte past the limit so the handler sees the body is too large.
-    let limit = state.config.max_body_bytes.saturating_add(1);
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let max = state.config.max_body_bytes;
+    // A declared length over the limit is refused before a byte of the body is read (the body,
+    // after gzip is undone, can only be larger than what is sent).
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX)) {
+        warn!(limit = max, "refused oversized body (Content-Length)");
+        return too_large();
+    }
+    // Read one byte past the limit so the handler sees the body is too large; never more.
+    let bytes = match axum::body::to_bytes(body, max.saturating_add(1)).await {
         Ok(bytes) => bytes,
         Err(_) => {
             // Past the limit, or the client went away mid-body: nothing was accepted.
-            let mut response =
-                Response::new(Body::from(r#"{"error":"body is larger than the limit"}"#));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return response;
+            warn!(limit = max, "refused oversized or interrupted body");
+            return too_large();
         }
     };
     let request = http::Request::from_parts(parts, bytes);
@@ -58,4 +69,14 @@ async fn webhook(State(state): State<Arc<AppState>>, request: Request) -> Respon
         .await;
     state.pipeline.record(&metrics);
     response.map(Body::from)
+}
+
+fn too_large() -> Response {
+    let mut response = Response::new(Body::from(r#"{"error":"body is larger than the limit"}"#));
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

@@ -1,18 +1,14 @@
 //! The real `sparklake serve` process: a kill -9 after batches were answered 200 loses none of
 //! them once the process is restarted; SIGTERM drains everything accepted and exits 0.
 
+mod process;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use process::{sparklake, start_with, terminate, written_event_ids};
 use sparklake::commands::post;
-
-fn sparklake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sparklake"))
-}
 
 /// Starts `serve` on a free port and returns the child and its address.
 fn start(data: &Path, extra: &[&str]) -> (Child, String) {
@@ -22,49 +18,6 @@ fn start(data: &Path, extra: &[&str]) -> (Child, String) {
         .env("SPARKLAKE_LOG", "warn")
         .stderr(Stdio::inherit());
     start_with(command, data, extra)
-}
-
-fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sparklake serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("sparklake listening on http://")
-        .and_then(|a| a.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, addr)
-}
-
-fn terminate(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    // Bounded wait so a hung drain fails the test instead of hanging CI.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "serve exited with {status} after SIGTERM");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A batch of `n` distinct events of mixed types, ids prefixed by `batch`.
@@ -82,44 +35,6 @@ fn batch(batch: usize, n: usize) -> String {
         })
         .collect();
     format!("[{}]", elements.join(","))
-}
-
-fn written_event_ids(data: &Path) -> Vec<String> {
-    let mut ids = Vec::new();
-    for entry in walk(&data.join("parquet")) {
-        let file = std::fs::File::open(&entry).expect("open parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        for batch in reader {
-            let batch = batch.expect("batch");
-            let column = batch.column_by_name("event_id").expect("event_id column");
-            let strings = column
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .expect("utf8");
-            ids.extend(strings.iter().map(|s| s.unwrap_or_default().to_owned()));
-        }
-    }
-    ids
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                vec![e.path()]
-            }
-        })
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,87 +129,267 @@ async fn sigterm_drains_what_was_accepted_and_health_answers() {
     );
 }
 
-/// Posts with extra headers over plain HTTP/1.1; returns the status code.
-async fn post_with(addr: &str, headers: &str, body: &[u8]) -> u16 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status")
+/// Every string value under `value` that looks like an address (holds `@`), and every
+/// `rcpt_to` / `raw_rcpt_to` / `sms_dst` value whatever it looks like.
+fn recipient_like(value: &serde_json::Value, key: &str, out: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::String(s)
+            if s.contains('@') || matches!(key, "rcpt_to" | "raw_rcpt_to" | "sms_dst") =>
+        {
+            out.insert(s.clone());
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                recipient_like(item, key, out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                recipient_like(v, k, out);
+            }
+        }
+        _ => {}
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn logs_carry_no_token_password_or_recipient_address() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("stderr.log");
-    let mut command = sparklake();
-    command
-        .env("SPARKLAKE_AUTH", "bearer,header")
-        .env("SPARKLAKE_BEARER_TOKENS", "t0ken-alpha,t0ken-beta")
-        .env("SPARKLAKE_HEADER_NAME", "x-hook-secret")
-        .env("SPARKLAKE_HEADER_VALUE", "h3ader-secret")
-        .env("SPARKLAKE_LOG", "trace")
-        .env("SPARKLAKE_LOG_FORMAT", "json")
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    let data = dir.path().join("data");
-    let (child, addr) = start_with(command, &data, &[]);
-    let good = "Authorization: Bearer t0ken-beta\r\nX-Hook-Secret: h3ader-secret\r\n";
-    let sample = std::fs::read(
+/// SparkPost's sample batch with a distinct recipient on every event (in `rcpt_to`,
+/// `raw_rcpt_to`, `rcpt_meta` and a `cust` sibling), ids prefixed by `tag`.
+fn batch_with_recipients(tag: &str) -> Vec<u8> {
+    let fixture = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sparkpost/batch.json"),
     )
     .expect("fixture");
-    assert_eq!(post_with(&addr, good, &sample).await, 200);
-    assert_eq!(
-        post_with(
-            &addr,
-            "Authorization: Bearer t0ken-gamma\r\nX-Hook-Secret: h3ader-secret\r\n",
-            &sample
-        )
-        .await,
-        401
-    );
-    assert_eq!(
-        post_with(
-            &addr,
-            "Authorization: Bearer t0ken-beta\r\nX-Hook-Secret: wr0ng-secret\r\n",
-            &sample
-        )
-        .await,
-        401
-    );
-    // serde's error for this element quotes the string: the response may, the log must not.
-    assert_eq!(
-        post_with(&addr, good, br#"["someone@example.org"]"#).await,
-        400
-    );
-    terminate(child);
-    assert_eq!(written_event_ids(&data).len(), 19);
-
-    let logged = std::fs::read_to_string(&log).expect("read log");
-    assert!(
-        logged.contains("batch enqueued"),
-        "the log is really captured"
-    );
-    for secret in [
-        "t0ken-alpha",
-        "t0ken-beta",
-        "t0ken-gamma",
-        "h3ader-secret",
-        "wr0ng-secret",
-        "@example.com",
-        "@example.org",
-        "Summer deals",
-    ] {
-        assert!(!logged.contains(secret), "log holds {secret:?}");
+    let mut elements: Vec<serde_json::Value> = serde_json::from_slice(&fixture).expect("json");
+    for (i, element) in elements.iter_mut().enumerate() {
+        let address = format!("Rcpt.{tag}.{i}+Zq@Mail-{i}.example.net");
+        if let Some(event) = element["msys"]
+            .as_object_mut()
+            .and_then(|m| m.values_mut().next())
+            .and_then(|e| e.as_object_mut())
+        {
+            event.insert("event_id".into(), format!("{tag}-{i}").into());
+            event.insert("rcpt_to".into(), address.to_lowercase().into());
+            event.insert("raw_rcpt_to".into(), address.clone().into());
+            event.insert(
+                "rcpt_meta".into(),
+                serde_json::json!({"backup": format!("alt.{tag}.{i}@backup.example.org")}),
+            );
+        }
+        element["cust"] =
+            serde_json::json!({"owner": format!("owner.{tag}.{i}@tenant.example.io")});
     }
+    serde_json::to_vec_pretty(&elements).expect("json")
+}
+
+/// A full run at trace level, every command's stdout and stderr captured: valid batches,
+/// rejected credentials carrying other secrets, malformed bodies quoting recipients, then
+/// `status` and `redrive`. No configured secret, no attempted credential and no recipient
+/// address (nor subject line) may appear in anything the processes printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let configured = [
+        ("SPARKLAKE_BASIC_USER", "us3r-kappa"),
+        ("SPARKLAKE_BASIC_PASSWORD", "pa55-lambda"),
+        ("SPARKLAKE_BASIC_PASSWORD_PREVIOUS", "pa55-old-mu"),
+        ("SPARKLAKE_BEARER_TOKENS", "t0ken-alpha,t0ken-beta"),
+        ("SPARKLAKE_HEADER_VALUE", "h3ader-secret"),
+        ("SPARKLAKE_HEADER_VALUE_PREVIOUS", "h3ader-old-nu"),
+    ];
+    let mut logs = Vec::new();
+    for format in ["json", "text"] {
+        let log = dir.path().join(format!("serve-{format}.stderr"));
+        let mut command = sparklake();
+        command
+            .env("SPARKLAKE_AUTH", "basic,bearer,header")
+            .env("SPARKLAKE_HEADER_NAME", "x-hook-secret")
+            .env("SPARKLAKE_LOG", "trace")
+            .env("SPARKLAKE_LOG_FORMAT", format)
+            .env("SPARKLAKE_METRICS_INTERVAL_SECS", "1")
+            .envs(configured)
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let stdout = dir.path().join(format!("serve-{format}.stdout"));
+        let (child, addr) = process::start_capturing(command, &data, &[], &stdout);
+        let good_header = "X-Hook-Secret: h3ader-secret\r\n";
+        let bearer = format!("Authorization: Bearer t0ken-beta\r\n{good_header}");
+        let basic = format!(
+            "Authorization: Basic {}\r\nX-Hook-Secret: h3ader-old-nu\r\n",
+            b64("us3r-kappa:pa55-old-mu")
+        );
+        let accepted: [(&str, &[u8]); 2] = [(&bearer, b"a"), (&basic, b"b")];
+        for (headers, tag) in accepted {
+            let tag = format!("{format}-{}", String::from_utf8_lossy(tag));
+            let body = batch_with_recipients(&tag);
+            let answer = process::post_with(&addr, headers.as_bytes(), &body).await;
+            assert_eq!(answer.status, 200, "{headers}: {}", answer.body);
+        }
+        for drift in ["numbers", "timestamps", "unknown"] {
+            let body = std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("../fixtures/drift/{drift}.json")),
+            )
+            .expect("fixture");
+            let answer = process::post_with(&addr, bearer.as_bytes(), &body).await;
+            assert_eq!(answer.status, 200, "{drift}: {}", answer.body);
+        }
+        let attempts = [
+            format!("Authorization: Bearer t0ken-gamma\r\n{good_header}"),
+            "Authorization: Bearer t0ken-beta\r\nX-Hook-Secret: wr0ng-secret\r\n".to_owned(),
+            format!(
+                "Authorization: Basic {}\r\n{good_header}",
+                b64("us3r-kappa:guess-pa55-xi")
+            ),
+            format!(
+                "Authorization: Basic {}\r\n{good_header}",
+                b64("intruder-omicron:pa55-lambda")
+            ),
+            format!("Authorization: Bearer pa55-lambda\r\n{good_header}"),
+            "Authorization: Bearer h3ader-secret\r\nX-Hook-Secret: t0ken-alpha\r\n".to_owned(),
+            format!(
+                "Authorization: Bearer t0ken-alpha\r\nAuthorization: Bearer dup-t0ken-pi\r\n{good_header}"
+            ),
+            format!("Authorization: Digest t0ken-rho\r\n{good_header}"),
+        ];
+        let body = batch_with_recipients(&format!("{format}-refused"));
+        for headers in &attempts {
+            let answer = process::post_with(&addr, headers.as_bytes(), &body).await;
+            assert_eq!(answer.status, 401, "{headers}");
+        }
+        // Malformed bodies whose parse errors can quote what is inside them.
+        let mut not_utf8 =
+            br#"[{"msys":{"message_event":{"type":"bounce","rcpt_to":"bad.utf8@quoted.example.net"#
+                .to_vec();
+        not_utf8.extend_from_slice(b"\xff\"}}}]");
+        let malformed: Vec<Vec<u8>> = vec![
+            br#"["quoted.one@malformed.example.net"]"#.to_vec(),
+            br#"[{"msys":{"message_event":{"type":"bounce","rcpt_to":"quoted.two@malformed.example.net"}},"#.to_vec(),
+            br#"[{"msys":{"message_event":{"type":"quoted.three@malformed.example.net","rcpt_to":"x"},"track_event":{}}}]"#.to_vec(),
+            br#"[{"msys":{"message_event":{"type":["quoted.four@malformed.example.net"]}}}]"#.to_vec(),
+            br#"[{"msys":{"message_event":{"type":"bounce","rcpt_to":"quoted.five@malformed.example.net"}}} "quoted.six@malformed.example.net"]"#.to_vec(),
+            br#"{"rcpt_to":"quoted.seven@malformed.example.net"}"#.to_vec(),
+            not_utf8,
+        ];
+        for body in &malformed {
+            let answer = process::post_with(&addr, bearer.as_bytes(), body).await;
+            assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(body));
+        }
+        // Let at least one metrics interval pass so its log line is in the capture too.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        terminate(child);
+        logs.push(log);
+        logs.push(stdout);
+    }
+    let ids = written_event_ids(&data);
+    assert_eq!(
+        ids.len(),
+        2 * (2 * 19 + 6 + 7 + 3),
+        "every accepted event written"
+    );
+
+    for command in ["status", "redrive"] {
+        let output = sparklake()
+            .args([command, "--data"])
+            .arg(&data)
+            .env("SPARKLAKE_LOG", "trace")
+            .envs(configured)
+            .output()
+            .expect(command);
+        assert!(output.status.success(), "{command}: {output:?}");
+        for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            let path = dir.path().join(format!("{command}.{stream}"));
+            std::fs::write(&path, bytes).expect("write capture");
+            logs.push(path);
+        }
+    }
+
+    let mut forbidden: BTreeSet<String> = configured
+        .iter()
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::to_owned)
+        .collect();
+    forbidden.extend(
+        [
+            "t0ken-gamma",
+            "wr0ng-secret",
+            "guess-pa55-xi",
+            "intruder-omicron",
+            "dup-t0ken-pi",
+            "t0ken-rho",
+            "Summer deals",
+        ]
+        .map(str::to_owned),
+    );
+    for creds in [
+        "us3r-kappa:pa55-lambda",
+        "us3r-kappa:pa55-old-mu",
+        "us3r-kappa:guess-pa55-xi",
+        "intruder-omicron:pa55-lambda",
+    ] {
+        forbidden.insert(b64(creds));
+    }
+    let mut recipients = BTreeSet::new();
+    for tag in [
+        "json-a",
+        "json-b",
+        "json-refused",
+        "text-a",
+        "text-b",
+        "text-refused",
+    ] {
+        let value: serde_json::Value =
+            serde_json::from_slice(&batch_with_recipients(tag)).expect("json");
+        recipient_like(&value, "", &mut recipients);
+    }
+    for drift in ["numbers", "timestamps", "unknown"] {
+        let value: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("../fixtures/drift/{drift}.json")),
+            )
+            .expect("fixture"),
+        )
+        .expect("json");
+        recipient_like(&value, "", &mut recipients);
+    }
+    assert!(recipients.len() > 100, "{recipients:?}");
+    for i in ["one", "two", "three", "four", "five", "six", "seven"] {
+        recipients.insert(format!("quoted.{i}@malformed.example.net"));
+    }
+    recipients.insert("bad.utf8@quoted.example.net".into());
+    // Lower-cased too: a log that normalises an address still leaks it.
+    let lowered: Vec<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
+    recipients.extend(lowered);
+    forbidden.extend(recipients);
+    // Recipient domains of the test data are never logged either (keys and reasons are).
+    forbidden.extend(["example.net", "example.org", "example.io"].map(str::to_owned));
+
+    let mut total = 0;
+    for path in &logs {
+        let logged =
+            String::from_utf8_lossy(&std::fs::read(path).expect("read capture")).into_owned();
+        total += logged.lines().count();
+        for secret in &forbidden {
+            assert!(
+                !logged.contains(secret.as_str()),
+                "{} holds {secret:?}",
+                path.display()
+            );
+        }
+    }
+    let serve_log = std::fs::read_to_string(&logs[0]).expect("read log");
+    for expected in [
+        "batch enqueued",
+        "refused unauthenticated request",
+        "quarantined refused body",
+        "writer batch done",
+    ] {
+        assert!(
+            serve_log.contains(expected),
+            "the log is really captured: no {expected:?}"
+        );
+    }
+    assert!(total > 100, "only {total} lines captured");
 }

@@ -560,3 +560,133 @@ def test_sam_transform_adds_no_permissions_of_its_own(template, monkeypatch):
     )
     for k in roles:
         assert "ManagedPolicyArns" not in out[k]["Properties"], k
+
+
+# ------------------------------------------------------------------------------------------------
+# security: every policy in the template, resource policies, secrets, TLS
+
+# Actions that accept only Resource "*" (AWS documents no resource type for them). A statement
+# may use "*" only if every action in it is listed here; none of them is granted today.
+STAR_ONLY_ACTIONS = {
+    "cloudwatch:PutMetricData",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+}
+
+
+def all_policy_documents(node, where="template"):
+    """(where, document, kind) for every IAM policy document anywhere in the template: role and
+    policy documents, trust policies, bucket/queue/topic policies, SAM function policies."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}/{key}"
+            if key in ("PolicyDocument", "AssumeRolePolicyDocument") and isinstance(value, dict):
+                found.append((here, value, "trust" if key == "AssumeRolePolicyDocument" else "policy"))
+            elif key == "Policies" and isinstance(value, list):
+                for i, pol in enumerate(value):
+                    if isinstance(pol, dict) and "Statement" in pol:
+                        found.append((f"{here}[{i}]", pol, "policy"))
+                    else:
+                        found.extend(all_policy_documents(pol, f"{here}[{i}]"))
+            else:
+                found.extend(all_policy_documents(value, here))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found.extend(all_policy_documents(item, f"{where}[{i}]"))
+    return found
+
+
+def is_wildcard_resource(r):
+    if r == "*":
+        return True
+    if isinstance(r, str):
+        # A whole service or account: arn:aws:s3:::*, arn:aws:sqs:us-east-1:123:*, ...
+        return bool(re.fullmatch(r"arn:[^:]*:[^:]*:[^:]*:[^:]*:\*", r)) or r.endswith(":::*")
+    if isinstance(r, dict) and "Fn::Sub" in r:
+        text = r["Fn::Sub"] if isinstance(r["Fn::Sub"], str) else r["Fn::Sub"][0]
+        return text.endswith(":*") and "/" not in text
+    return False
+
+
+def test_every_allow_statement_in_the_template_names_its_resources(template):
+    docs = all_policy_documents(template["Resources"])
+    kinds = [k for _, _, k in docs]
+    assert kinds.count("trust") >= 4 and kinds.count("policy") >= 5, docs
+    for where, doc, kind in docs:
+        for s in statements(doc):
+            assert "NotResource" not in s and "NotAction" not in s and "NotPrincipal" not in s, where
+            if kind == "trust":
+                # Only AWS services assume the roles, never an account or anyone.
+                assert s["Effect"] == "Allow" and set(s["Principal"]) == {"Service"}, where
+                assert as_list(s["Action"]) == ["sts:AssumeRole"], where
+                continue
+            if s["Effect"] == "Deny":
+                continue  # a deny may be as wide as it likes
+            actions = as_list(s["Action"])
+            for a in actions:
+                assert a != "*" and not a.endswith(":*"), f"{where}: Action {a}"
+            resources = as_list(s["Resource"])
+            assert resources, f"{where}: no Resource"
+            for r in resources:
+                if is_wildcard_resource(r):
+                    assert set(actions) <= STAR_ONLY_ACTIONS, (
+                        f"{where}: Resource {r} on {actions}; only {sorted(STAR_ONLY_ACTIONS)} may use '*'"
+                    )
+
+
+def test_no_resource_policy_lets_anyone_in(template):
+    for where, doc, _ in all_policy_documents(template["Resources"]):
+        for s in statements(doc):
+            principal = s.get("Principal")
+            anyone = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS", [])))
+            if anyone:
+                assert s["Effect"] == "Deny", f"{where}: allows anyone: {s}"
+
+
+def test_bucket_has_no_public_acl_website_or_open_cors(resources):
+    b = props(resources, "DataBucket")
+    assert "AccessControl" not in b, "ACLs are disabled (BucketOwnerEnforced)"
+    assert "WebsiteConfiguration" not in b
+    assert "CorsConfiguration" not in b
+    pab = b["PublicAccessBlockConfiguration"]
+    assert pab == {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+
+
+def test_auth_secret_comes_only_from_secrets_manager(template, resources):
+    params = template["Parameters"]
+    pattern = params["AuthSecretArn"]["AllowedPattern"]
+    # The parameter can hold a Secrets Manager ARN (or nothing), never a credential itself.
+    assert re.fullmatch(pattern, "arn:aws:secretsmanager:us-east-1:123456789012:secret:sparklake/webhook-AbCdEf")
+    assert re.fullmatch(pattern, "")
+    for plaintext in ("change-me", "s3cr3t-token", "Bearer abc", "user:password", "arn:aws:s3:::bucket"):
+        assert not re.fullmatch(pattern, plaintext), plaintext
+    # Required unless the endpoint is deliberately open.
+    (assertion,) = template["Rules"]["SecretUnlessOpen"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuthSecretArn"}, ""]}]}
+    assert template["Rules"]["SecretUnlessOpen"]["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuthMode"}, "none"]}]}
+    # No parameter is a hidden value (NoEcho is how a secret would sneak in as a parameter).
+    for name, p in params.items():
+        assert not p.get("NoEcho"), f"parameter {name} is NoEcho: secrets belong in Secrets Manager"
+    # Only the ingest role reads a secret, and only that one; nothing reads SSM or KMS-decrypts
+    # beyond the bucket key.
+    readers = []
+    for where, doc, kind in all_policy_documents(template["Resources"]):
+        for s in statements(doc):
+            for a in as_list(s.get("Action", [])):
+                if a.startswith(("secretsmanager:", "ssm:")):
+                    readers.append((where, a, s["Resource"]))
+    assert readers == [(
+        "template/IngestRole/Properties/Policies[0]/PolicyDocument", "secretsmanager:GetSecretValue", {"Ref": "AuthSecretArn"}
+    )], readers
+
+
+def test_https_listener_uses_a_tls12_or_newer_policy_and_queues_are_encrypted(resources):
+    listeners = [p["Properties"] for p in of_type(resources, "AWS::ElasticLoadBalancingV2::Listener").values()]
+    (https,) = [l for l in listeners if l["Protocol"] == "HTTPS"]
+    assert re.fullmatch(r"ELBSecurityPolicy-TLS13-1-[23]-.*", https["SslPolicy"]), https["SslPolicy"]
+    for name, q in of_type(resources, "AWS::SQS::Queue").items():
+        assert q["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in q["Properties"], name
