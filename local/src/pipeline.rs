@@ -110,10 +110,11 @@ impl Pipeline {
             ingest_queue: Arc::new(ingest.clone()),
             events_queue: Arc::new(events.clone()),
             routes,
-            store: Arc::new(FsStore::new(data)),
-            archive: settings
-                .archive
-                .then(|| Arc::new(FsArchive::new(data)) as Arc<dyn ArchiveAppend>),
+            store: Arc::new(FsStore::new(data).with_faults(queues.storage_faults())),
+            archive: settings.archive.then(|| {
+                Arc::new(FsArchive::new(data).with_faults(queues.storage_faults()))
+                    as Arc<dyn ArchiveAppend>
+            }),
             poll_wait: Duration::ZERO,
             metrics: Arc::default(),
             local: Some(LocalParts {
