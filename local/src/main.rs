@@ -131,6 +131,10 @@ struct PipelineArgs {
     /// Largest queue message body, in bytes (SQS: 1 MiB).
     #[arg(long, env = "SPARKLAKE_MAX_MESSAGE_BYTES", default_value_t = 1_048_576)]
     max_message_bytes: usize,
+    /// local: ingest answers 503 (with Retry-After) while the queue database holds this many
+    /// bytes, so a stalled writer or a slow disk cannot fill the disk; unset: no limit.
+    #[arg(long, env = "SPARKLAKE_QUEUE_MAX_BYTES")]
+    queue_max_bytes: Option<u64>,
     /// Messages fanout handles per call.
     #[arg(long, env = "SPARKLAKE_FANOUT_BATCH_SIZE", default_value_t = 10)]
     fanout_batch_size: usize,
@@ -158,6 +162,7 @@ impl PipelineArgs {
                 visibility_timeout: Duration::from_secs(self.visibility_timeout_secs),
                 max_receives: self.max_receives.max(1),
                 max_message_bytes: self.max_message_bytes,
+                max_database_bytes: self.queue_max_bytes,
             },
             fanout_batch_size: self.fanout_batch_size.max(1),
             writer_batch_size: self.writer_batch_size.max(1),

@@ -98,6 +98,10 @@ pub enum QueueError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "queue {queue} is full: the queue database holds {used} bytes of messages, the limit is {max} (SPARKLAKE_QUEUE_MAX_BYTES)"
+    )]
+    Full { queue: String, used: u64, max: u64 },
     #[error("queue database task did not complete: {source}")]
     Task {
         #[source]
@@ -125,6 +129,10 @@ pub struct QueueConfig {
     pub max_receives: u32,
     /// The largest body one message may carry, in bytes.
     pub max_message_bytes: usize,
+    /// Sends to this queue are refused ([`QueueError::Full`]) while the whole database holds
+    /// at least this many bytes (pages in use, every queue): a bound on the disk the backlog
+    /// takes, for the queue new work enters by. The database can exceed it by one send.
+    pub max_database_bytes: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -133,6 +141,7 @@ impl Default for QueueConfig {
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
             max_message_bytes: 1_048_576,
+            max_database_bytes: None,
         }
     }
 }
@@ -327,11 +336,31 @@ impl LocalQueue {
             })?;
             rows.push((message.body, attributes));
         }
+        let limit = self.config.max_database_bytes;
         self.run(move |ctx| {
             let tx = ctx
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("begin send"))?;
+            if let Some(max) = limit {
+                let used: i64 = tx
+                    .query_row(
+                        "SELECT (p.page_count - f.freelist_count) * s.page_size \
+                         FROM pragma_page_count() AS p, pragma_freelist_count() AS f, \
+                         pragma_page_size() AS s",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql("measure the database"))?;
+                let used = count(used);
+                if used >= max {
+                    return Err(QueueError::Full {
+                        queue: ctx.name.to_string(),
+                        used,
+                        max,
+                    });
+                }
+            }
             {
                 let mut insert = tx
                     .prepare_cached(
@@ -1032,6 +1061,41 @@ mod tests {
 
         sender.send(vec![msg("ten bytes!")]).await?;
         assert_eq!(bodies(&queue.receive(10).await?), [b"ten bytes!"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_send_is_refused_while_the_database_is_over_the_limit() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let queues = open(&dir)?;
+        let bounded = queues.queue(
+            "ingest",
+            QueueConfig {
+                max_database_bytes: Some(256 * 1024),
+                ..long()
+            },
+        );
+        let unbounded = queues.queue("events", long());
+        let big = || msg(&"x".repeat(100 * 1024));
+        // Under the limit, each send is taken whole, the last one crossing it.
+        for _ in 0..3 {
+            bounded.send_messages(vec![big()]).await?;
+        }
+        let refused = bounded.send_messages(vec![msg("small")]).await;
+        let Err(QueueError::Full { used, max, .. }) = refused else {
+            return Err(format!("expected Full, got {refused:?}").into());
+        };
+        assert!(used >= max && max == 256 * 1024, "{used} {max}");
+        assert_eq!(bounded.counts().await?.visible, 3, "nothing of it stored");
+        // Queues without a limit (the pipeline's internal ones) still take messages.
+        unbounded.send_messages(vec![big()]).await?;
+        // Draining frees pages for reuse: the bounded queue takes sends again.
+        let received = bounded.receive(2).await?;
+        bounded.delete(&receipts(&received)).await?;
+        let received = unbounded.receive(1).await?;
+        unbounded.delete(&receipts(&received)).await?;
+        bounded.send_messages(vec![msg("small")]).await?;
+        assert_eq!(bounded.counts().await?.visible, 2);
         Ok(())
     }
 

@@ -433,3 +433,59 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(lake::TOKEN)).collect();
     assert!(leaks.is_empty(), "the log holds the token: {leaks:?}");
 }
+
+/// The queue size limit (`SPARKLAKE_QUEUE_MAX_BYTES`) takes the same path as a full disk, on any
+/// machine: while the queue database holds the limit, ingest answers 503 with `Retry-After`;
+/// as the writer drains it, the same batches are accepted, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_size_limit_answers_503_and_recovers_as_the_writer_drains() {
+    const LIMIT: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let mut command = lake::serve_command(
+        &data,
+        &log,
+        // The writer gathers for two seconds: the backlog outgrows the limit meanwhile.
+        &["--writer-window-ms", "2000", "--writer-batch-size", "10000"],
+    );
+    command.env("SPARKLAKE_QUEUE_MAX_BYTES", LIMIT.to_string());
+    let server = lake::Server::start(command);
+    let mut generator = Generator::new(11, 1_000_000_000);
+    let batches: Vec<String> = (0..100).map(|_| generator.batch(100)).collect();
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for batch in &batches {
+        let answer = lake::post(&server.addr, batch.as_bytes())
+            .await
+            .expect("answer");
+        if answer.status == 200 {
+            accepted.push(batch);
+        } else {
+            assert_unavailable(&answer);
+            refused = Some(batch);
+            break;
+        }
+    }
+    let refused = refused.expect("the limit is reached before 100 batches of 100 KB");
+    let before = accepted.len();
+    let statuses = post_until_accepted(&server.addr, refused.as_bytes()).await;
+    accepted.push(refused);
+    server.terminate();
+
+    let want = identities(&accepted);
+    let parquet: BTreeSet<Identity> = lake::parquet_identities(&data).into_iter().collect();
+    assert!(want.is_subset(&parquet), "accepted events missing");
+    let reasons = lake::log_events(&log, "enqueue failed; SparkPost will retry");
+    assert!(
+        reasons.iter().all(|f| f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SPARKLAKE_QUEUE_MAX_BYTES"))),
+        "{reasons:?}"
+    );
+    println!(
+        "queue limit {LIMIT} bytes: {before} batches of ~100 KB accepted, then 503 with Retry-After; accepted after {} post(s) as the writer drained; {} events, all written",
+        statuses.len(),
+        want.len()
+    );
+}
