@@ -172,6 +172,20 @@ impl PipelineArgs {
         })
     }
 
+    /// Locally, before serve or import take the data folder: removes the temporary files of
+    /// writes a crash interrupted (not for status or redrive, which may run beside serve).
+    fn remove_orphan_temp_files(&self) {
+        if self.backend == "local" {
+            let removed = sparklake::store::remove_orphan_temp_files(&self.data);
+            if removed > 0 {
+                tracing::info!(
+                    files = removed,
+                    "removed temporary files of interrupted writes"
+                );
+            }
+        }
+    }
+
     /// Opens the pipeline on the chosen backend.
     async fn open(&self) -> anyhow::Result<Pipeline> {
         let settings = self.settings()?;
@@ -216,11 +230,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { listen, pipeline } => {
+                pipeline.remove_orphan_temp_files();
                 commands::serve(&listen, pipeline.open().await?).await
             }
             Command::Demo { data } => commands::demo(data).await,
             Command::Schema { format } => commands::schema(&format),
             Command::Import { pipeline, files } => {
+                pipeline.remove_orphan_temp_files();
                 commands::import(&pipeline.open().await?, &files).await
             }
             Command::Redrive { pipeline, queue } => {

@@ -265,6 +265,48 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
     }
 }
 
+/// The pid in a temporary file's name `.{name}.{pid}.{counter}.tmp`, if it is one.
+fn temp_file_pid(file_name: &str) -> Option<u32> {
+    let inner = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let _counter: u64 = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().filter(|name| !name.is_empty())?;
+    Some(pid)
+}
+
+/// Removes the temporary files that writes killed mid-way (kill -9, power loss) left under
+/// `root`: those whose writing process is gone. A file whose process may still run is kept, and
+/// without `/proc` nothing is removed. Returns how many were removed.
+pub fn remove_orphan_temp_files(root: &Path) -> usize {
+    fn walk(dir: &Path, removed: &mut usize) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, removed);
+                continue;
+            }
+            let Some(pid) = temp_file_pid(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let alive =
+                pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+            if !alive && fs::remove_file(&path).is_ok() {
+                *removed += 1;
+            }
+        }
+    }
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let mut removed = 0;
+    walk(root, &mut removed);
+    removed
+}
+
 /// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so the
 /// new entries survive a power loss.
 fn create_dirs_durably(dir: &Path) -> io::Result<()> {
@@ -420,6 +462,40 @@ mod tests {
             .await;
         assert!(put.is_err());
         assert_eq!(files(dir.path())?, Vec::<String>::new());
+        Ok(())
+    }
+
+    #[test]
+    fn orphan_temp_files_of_dead_processes_are_removed_and_nothing_else() -> TestResult {
+        assert_eq!(temp_file_pid(".x.parquet.123.7.tmp"), Some(123));
+        assert_eq!(temp_file_pid(".a.b.c.csv.9.0.tmp"), Some(9));
+        for not_temp in [
+            "x.parquet",
+            ".x.tmp",
+            "..1.2.tmp",
+            ".x.p.1.tmp",
+            "x.1.2.tmp",
+        ] {
+            assert_eq!(temp_file_pid(not_temp), None, "{not_temp}");
+        }
+        let dir = tempfile::tempdir()?;
+        // A pid above the kernel's maximum (4194304) is never alive.
+        let dead = dir.path().join("csv/event_type=open/.a.csv.99999999.3.tmp");
+        let ours = dir
+            .path()
+            .join(format!("parquet/.b.parquet.{}.1.tmp", std::process::id()));
+        let kept = [
+            ours.clone(),
+            dir.path().join("parquet/b.parquet"),
+            dir.path().join("queue.sqlite3"),
+        ];
+        for file in kept.iter().chain([&dead]) {
+            fs::create_dir_all(file.parent().ok_or("parent")?)?;
+            fs::write(file, b"x")?;
+        }
+        assert_eq!(remove_orphan_temp_files(dir.path()), 1);
+        assert!(!dead.exists());
+        assert!(kept.iter().all(|f| f.exists()));
         Ok(())
     }
 
