@@ -81,7 +81,7 @@ impl Boxed {
             .env("OUTPUT_TMPFS_SIZE", OUTPUT_TMPFS_SIZE)
             .env("DATA", &data)
             .env("OUT", &out)
-            .env("BIN", env!("CARGO_BIN_EXE_sparklake"))
+            .env("BIN", lake::binary())
             .env("MAX_RECEIVES", MAX_RECEIVES.to_string())
             .env("SPARKLAKE_AUTH", "bearer")
             .env("SPARKLAKE_BEARER_TOKENS", lake::TOKEN)

@@ -18,8 +18,18 @@ use sha2::{Digest as _, Sha256};
 /// The bearer token the tests' servers accept.
 pub const TOKEN: &str = "crash-test-t0ken";
 
+/// The `sparklake` binary these tests run: cargo's, or `SPARKLAKE_TEST_BIN` when set (a copy
+/// taken right after `cargo build`, where several checkouts share one target directory and
+/// overwrite each other's `target/debug/sparklake`).
+pub fn binary() -> PathBuf {
+    std::env::var_os("SPARKLAKE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sparklake")),
+        PathBuf::from,
+    )
+}
+
 pub fn sparklake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sparklake"))
+    Command::new(binary())
 }
 
 /// The repository's root (the workspace).
