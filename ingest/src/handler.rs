@@ -9,7 +9,7 @@ use std::io::Read as _;
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use sparklake_core::envelope::{self, Batch};
@@ -25,6 +25,10 @@ use crate::config::IngestConfig;
 pub const BATCH_ID_HEADER: &str = "x-messagesystems-batch-id";
 /// Where malformed bodies are kept, under the object store's root.
 pub const QUARANTINE_PREFIX: &str = "quarantine";
+/// `Retry-After` of a 503: the queue or the quarantine could not be written (full or read-only
+/// disk, queue over its size limit, SQS or S3 unreachable). SparkPost keeps its own schedule;
+/// other senders get a hint.
+pub const RETRY_AFTER_SECS: &str = "30";
 
 /// The ingest handler over its ports.
 pub struct Ingest<'a> {
@@ -349,5 +353,11 @@ fn respond(status: StatusCode, message: &str) -> Response<Bytes> {
         CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            http::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
     response
 }

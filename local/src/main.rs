@@ -146,6 +146,10 @@ struct PipelineArgs {
     /// Largest queue message body, in bytes (SQS: 1 MiB).
     #[arg(long, env = "SPARKLAKE_MAX_MESSAGE_BYTES", default_value_t = 1_048_576)]
     max_message_bytes: usize,
+    /// local: ingest answers 503 (with Retry-After) while the queue database holds this many
+    /// bytes, so a stalled writer or a slow disk cannot fill the disk; unset: no limit.
+    #[arg(long, env = "SPARKLAKE_QUEUE_MAX_BYTES")]
+    queue_max_bytes: Option<u64>,
     /// Messages fanout handles per call.
     #[arg(long, env = "SPARKLAKE_FANOUT_BATCH_SIZE", default_value_t = 10)]
     fanout_batch_size: usize,
@@ -173,6 +177,7 @@ impl PipelineArgs {
                 visibility_timeout: Duration::from_secs(self.visibility_timeout_secs),
                 max_receives: self.max_receives.max(1),
                 max_message_bytes: self.max_message_bytes,
+                max_database_bytes: self.queue_max_bytes,
             },
             fanout_batch_size: self.fanout_batch_size.max(1),
             writer_batch_size: self.writer_batch_size.max(1),
@@ -180,6 +185,20 @@ impl PipelineArgs {
             archive: !self.no_archive,
             routes,
         })
+    }
+
+    /// Locally, before serve or import take the data folder: removes the temporary files of
+    /// writes a crash interrupted (not for status or redrive, which may run beside serve).
+    fn remove_orphan_temp_files(&self) {
+        if self.backend == "local" {
+            let removed = sparklake::store::remove_orphan_temp_files(&self.data);
+            if removed > 0 {
+                tracing::info!(
+                    files = removed,
+                    "removed temporary files of interrupted writes"
+                );
+            }
+        }
     }
 
     /// Opens the pipeline on the chosen backend.
@@ -226,11 +245,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { listen, pipeline } => {
+                pipeline.remove_orphan_temp_files();
                 commands::serve(&listen, pipeline.open().await?).await
             }
             Command::Demo { data } => commands::demo(data).await,
             Command::Schema { format } => commands::schema(&format),
             Command::Import { pipeline, files } => {
+                pipeline.remove_orphan_temp_files();
                 commands::import(&pipeline.open().await?, &files).await
             }
             Command::Redrive { pipeline, queue } => {

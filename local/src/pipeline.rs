@@ -93,12 +93,17 @@ impl Pipeline {
     pub fn open(data: &Path, settings: Settings) -> Result<Self, QueueError> {
         let queues = LocalQueues::open(&data.join("queue.sqlite3"))?;
         let ingest = queues.queue(INGEST_QUEUE, settings.queue.clone());
-        let events = queues.queue(EVENTS_QUEUE, settings.queue.clone());
+        // The size limit refuses new work only: fanout must always be able to move it on.
+        let internal = QueueConfig {
+            max_database_bytes: None,
+            ..settings.queue.clone()
+        };
+        let events = queues.queue(EVENTS_QUEUE, internal.clone());
         let routes = settings
             .routes
             .iter()
             .map(|(name, types)| {
-                let queue = queues.queue(&format!("route-{name}"), settings.queue.clone());
+                let queue = queues.queue(&format!("route-{name}"), internal.clone());
                 (
                     name.clone(),
                     types.clone(),
@@ -110,10 +115,11 @@ impl Pipeline {
             ingest_queue: Arc::new(ingest.clone()),
             events_queue: Arc::new(events.clone()),
             routes,
-            store: Arc::new(FsStore::new(data)),
-            archive: settings
-                .archive
-                .then(|| Arc::new(FsArchive::new(data)) as Arc<dyn ArchiveAppend>),
+            store: Arc::new(FsStore::new(data).with_faults(queues.storage_faults())),
+            archive: settings.archive.then(|| {
+                Arc::new(FsArchive::new(data).with_faults(queues.storage_faults()))
+                    as Arc<dyn ArchiveAppend>
+            }),
             poll_wait: Duration::ZERO,
             metrics: Arc::default(),
             local: Some(LocalParts {

@@ -12,7 +12,9 @@
 //! - [`LocalQueue::delete`] and [`LocalQueue::change_visibility`] act by receipt; a stale receipt
 //!   (the message was received again since) is a no-op.
 //! - A message received `max_receives` times without being deleted is moved to the dead-letter
-//!   queue when it would be received once more, instead of being delivered.
+//!   queue when it would be received once more, instead of being delivered; except while the
+//!   data folder is refusing writes ([`StorageFaults`]): a full or read-only disk is not the
+//!   message's fault, so it is delivered again and retried until the storage is back.
 //!
 //! Time is wall-clock milliseconds, clamped so it never goes backwards within a process.
 
@@ -27,9 +29,18 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
 use sparklake_core::ports::{PortError, QueueSend};
+use tracing::warn;
+
+use crate::store::StorageFaults;
 
 /// How long a connection waits for a lock held by another connection to the same file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long after a storage fault a message that has used its receives is still delivered
+/// rather than dead-lettered, beyond twice its visibility timeout: its last delivery, which may
+/// have failed for that fault, began at most about one visibility timeout (plus the time it was
+/// worked on) before it became visible again.
+const STORAGE_FAULT_GRACE: Duration = Duration::from_secs(60);
 
 /// One row per message. `seq` gives the FIFO order and is never reused (AUTOINCREMENT); `queue`
 /// is the queue's name (a dead letter's queue is `"{name}-dlq"`); `visible_at` is unix millis;
@@ -87,6 +98,10 @@ pub enum QueueError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "queue {queue} is full: the queue database holds {used} bytes of messages, the limit is {max} (SPARKLAKE_QUEUE_MAX_BYTES)"
+    )]
+    Full { queue: String, used: u64, max: u64 },
     #[error("queue database task did not complete: {source}")]
     Task {
         #[source]
@@ -114,6 +129,10 @@ pub struct QueueConfig {
     pub max_receives: u32,
     /// The largest body one message may carry, in bytes.
     pub max_message_bytes: usize,
+    /// Sends to this queue are refused ([`QueueError::Full`]) while the whole database holds
+    /// at least this many bytes (pages in use, every queue): a bound on the disk the backlog
+    /// takes, for the queue new work enters by. The database can exceed it by one send.
+    pub max_database_bytes: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -122,6 +141,7 @@ impl Default for QueueConfig {
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
             max_message_bytes: 1_048_576,
+            max_database_bytes: None,
         }
     }
 }
@@ -148,6 +168,8 @@ struct Shared {
     conn: Mutex<Connection>,
     /// The latest time handed out, so that time never goes backwards within the process.
     last_now: AtomicU64,
+    /// Writes the data folder refused, as the store and archive saw them.
+    faults: StorageFaults,
 }
 
 impl Shared {
@@ -197,8 +219,15 @@ impl LocalQueues {
             shared: Arc::new(Shared {
                 conn: Mutex::new(conn),
                 last_now: AtomicU64::new(0),
+                faults: StorageFaults::default(),
             }),
         })
+    }
+
+    /// The storage faults receives consult before dead-lettering: give the same to the store
+    /// and archive of this data folder ([`crate::store::FsStore::with_faults`]).
+    pub fn storage_faults(&self) -> StorageFaults {
+        self.shared.faults.clone()
     }
 
     /// The queue `name` (and its dead-letter queue `"{name}-dlq"`) with `config`.
@@ -266,12 +295,18 @@ impl LocalQueue {
             // lock still guards a consistent connection.
             let mut conn = shared.conn.lock().unwrap_or_else(PoisonError::into_inner);
             let now = shared.now_millis();
-            job(Ctx {
+            let result = job(Ctx {
                 conn: &mut conn,
                 now,
                 name: &name,
                 dlq: &dlq,
-            })
+            });
+            if let Err(QueueError::Sqlite { source, .. }) = &result
+                && is_storage_fault(source)
+            {
+                shared.faults.note();
+            }
+            result
         })
         .await
         .map_err(|source| QueueError::Task { source })?
@@ -301,11 +336,31 @@ impl LocalQueue {
             })?;
             rows.push((message.body, attributes));
         }
+        let limit = self.config.max_database_bytes;
         self.run(move |ctx| {
             let tx = ctx
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql("begin send"))?;
+            if let Some(max) = limit {
+                let used: i64 = tx
+                    .query_row(
+                        "SELECT (p.page_count - f.freelist_count) * s.page_size \
+                         FROM pragma_page_count() AS p, pragma_freelist_count() AS f, \
+                         pragma_page_size() AS s",
+                        [],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql("measure the database"))?;
+                let used = count(used);
+                if used >= max {
+                    return Err(QueueError::Full {
+                        queue: ctx.name.to_string(),
+                        used,
+                        max,
+                    });
+                }
+            }
             {
                 let mut insert = tx
                     .prepare_cached(
@@ -333,97 +388,116 @@ impl LocalQueue {
 
     /// Receives up to `max` visible messages, oldest first, making them invisible for the
     /// visibility timeout. A message already received `max_receives` times is moved to the
-    /// dead-letter queue instead of being delivered.
+    /// dead-letter queue instead of being delivered, unless the data folder refused a write
+    /// (a storage fault) within twice the visibility timeout plus a minute: then it is delivered
+    /// again, as its failure may have been the storage's.
     pub async fn receive(&self, max: usize) -> Result<Vec<Received>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let max_receives = i64::from(self.config.max_receives.max(1));
         let visibility = duration_millis(self.config.visibility_timeout);
-        self.run(move |ctx| {
-            let visible_until = ctx.now.saturating_add(visibility);
-            let tx = ctx
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql("begin receive"))?;
-            let mut received = Vec::new();
-            {
-                let mut select = tx
-                    .prepare_cached(
-                        "SELECT seq, id, body, attributes, receive_count FROM messages \
+        let grace = visibility
+            .saturating_mul(2)
+            .saturating_add(duration_millis(STORAGE_FAULT_GRACE));
+        let last_fault = self.shared.faults.last_millis();
+        let (received, spared) = self
+            .run(move |ctx| {
+                let storage_outage = last_fault.is_some_and(|t| ctx.now.saturating_sub(t) <= grace);
+                let mut spared = 0usize;
+                let visible_until = ctx.now.saturating_add(visibility);
+                let tx = ctx
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql("begin receive"))?;
+                let mut received = Vec::new();
+                {
+                    let mut select = tx
+                        .prepare_cached(
+                            "SELECT seq, id, body, attributes, receive_count FROM messages \
                          WHERE queue = ?1 AND visible_at <= ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-                    )
-                    .map_err(sql("prepare receive"))?;
-                let mut to_dlq = tx
-                    .prepare_cached(
-                        "UPDATE messages SET queue = ?2, visible_at = ?3, receipt = NULL \
+                        )
+                        .map_err(sql("prepare receive"))?;
+                    let mut to_dlq = tx
+                        .prepare_cached(
+                            "UPDATE messages SET queue = ?2, visible_at = ?3, receipt = NULL \
                          WHERE seq = ?1",
-                    )
-                    .map_err(sql("prepare dead-letter"))?;
-                let mut deliver = tx
-                    .prepare_cached(
-                        "UPDATE messages SET receive_count = receive_count + 1, \
+                        )
+                        .map_err(sql("prepare dead-letter"))?;
+                    let mut deliver = tx
+                        .prepare_cached(
+                            "UPDATE messages SET receive_count = receive_count + 1, \
                          visible_at = ?2, receipt = ?3 WHERE seq = ?1",
-                    )
-                    .map_err(sql("prepare deliver"))?;
-                // Each round delivers or dead-letters every row it selects and continues after
-                // the last of them (a zero visibility timeout leaves delivered rows visible).
-                let mut after = i64::MIN;
-                while received.len() < max {
-                    let wanted = i64::try_from(max - received.len()).unwrap_or(i64::MAX);
-                    let rows = select
-                        .query_map(params![ctx.name, ctx.now, after, wanted], |row| {
-                            Ok((
-                                row.get::<_, i64>(0)?,
-                                row.get::<_, String>(1)?,
-                                row.get::<_, Vec<u8>>(2)?,
-                                row.get::<_, String>(3)?,
-                                row.get::<_, i64>(4)?,
-                            ))
-                        })
-                        .map_err(sql("select visible"))?
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(sql("read message"))?;
-                    if rows.is_empty() {
-                        break;
-                    }
-                    for (seq, id, body, attributes, receive_count) in rows {
-                        after = after.max(seq);
-                        if receive_count >= max_receives {
-                            to_dlq
-                                .execute(params![seq, ctx.dlq, ctx.now])
-                                .map_err(sql("move to dead-letter queue"))?;
-                            continue;
+                        )
+                        .map_err(sql("prepare deliver"))?;
+                    // Each round delivers or dead-letters every row it selects and continues after
+                    // the last of them (a zero visibility timeout leaves delivered rows visible).
+                    let mut after = i64::MIN;
+                    while received.len() < max {
+                        let wanted = i64::try_from(max - received.len()).unwrap_or(i64::MAX);
+                        let rows = select
+                            .query_map(params![ctx.name, ctx.now, after, wanted], |row| {
+                                Ok((
+                                    row.get::<_, i64>(0)?,
+                                    row.get::<_, String>(1)?,
+                                    row.get::<_, Vec<u8>>(2)?,
+                                    row.get::<_, String>(3)?,
+                                    row.get::<_, i64>(4)?,
+                                ))
+                            })
+                            .map_err(sql("select visible"))?
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(sql("read message"))?;
+                        if rows.is_empty() {
+                            break;
                         }
-                        let attributes: Attributes =
-                            serde_json::from_str(&attributes).map_err(|source| {
-                                QueueError::DecodeAttributes {
+                        for (seq, id, body, attributes, receive_count) in rows {
+                            after = after.max(seq);
+                            if receive_count >= max_receives {
+                                if storage_outage {
+                                    spared += 1;
+                                } else {
+                                    to_dlq
+                                        .execute(params![seq, ctx.dlq, ctx.now])
+                                        .map_err(sql("move to dead-letter queue"))?;
+                                    continue;
+                                }
+                            }
+                            let attributes: Attributes = serde_json::from_str(&attributes)
+                                .map_err(|source| QueueError::DecodeAttributes {
                                     queue: ctx.name.to_string(),
                                     id: id.clone(),
                                     source,
-                                }
-                            })?;
-                        let receipt = unique_id();
-                        deliver
-                            .execute(params![seq, visible_until, receipt])
-                            .map_err(sql("mark received"))?;
-                        received.push(Received {
-                            message: InboundMessage {
-                                id,
-                                body: Bytes::from(body),
-                                attributes,
-                                receive_count: u32::try_from(receive_count.saturating_add(1))
-                                    .unwrap_or(u32::MAX),
-                            },
-                            receipt,
-                        });
+                                })?;
+                            let receipt = unique_id();
+                            deliver
+                                .execute(params![seq, visible_until, receipt])
+                                .map_err(sql("mark received"))?;
+                            received.push(Received {
+                                message: InboundMessage {
+                                    id,
+                                    body: Bytes::from(body),
+                                    attributes,
+                                    receive_count: u32::try_from(receive_count.saturating_add(1))
+                                        .unwrap_or(u32::MAX),
+                                },
+                                receipt,
+                            });
+                        }
                     }
                 }
-            }
-            tx.commit().map_err(sql("commit receive"))?;
-            Ok(received)
-        })
-        .await
+                tx.commit().map_err(sql("commit receive"))?;
+                Ok((received, spared))
+            })
+            .await?;
+        if spared > 0 {
+            warn!(
+                queue = %self.name,
+                messages = spared,
+                "the data folder refused writes recently: delivering messages past their maximum receives instead of dead-lettering them"
+            );
+        }
+        Ok(received)
     }
 
     /// Deletes the messages these receipts were handed out with. A receipt whose message was
@@ -582,6 +656,15 @@ impl QueueSend for LocalQueue {
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
         self.send_messages(messages).await.map_err(PortError::from)
     }
+}
+
+/// Whether SQLite failed because the disk refused it: full, read-only, unwritable, failing.
+fn is_storage_fault(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, DiskFull, PermissionDenied, ReadOnly, SystemIoFailure};
+    matches!(
+        error.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | ReadOnly | CannotOpen | PermissionDenied)
+    )
 }
 
 fn count(n: i64) -> u64 {
@@ -827,6 +910,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_storage_fault_keeps_spent_messages_out_of_the_dead_letter_queue() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let queues = open(&dir)?;
+        let queue = queues.queue("events", immediate(1));
+        queue.send(vec![msg("a")]).await?;
+        assert_eq!(queue.receive(1).await?.len(), 1);
+        // The writer's put failed because the disk is full, as the store reports it.
+        let full: std::io::Result<()> = Err(std::io::ErrorKind::StorageFull.into());
+        queues.storage_faults().observe(&full);
+
+        for expected in 2..=3 {
+            let again = queue.receive(1).await?;
+            assert_eq!(bodies(&again), [b"a"], "delivered again, not dead-lettered");
+            assert_eq!(again[0].message.receive_count, expected);
+        }
+        assert_eq!(queue.counts().await?.dead, 0);
+        // Another data folder's queues are not affected.
+        let other_dir = tempfile::tempdir()?;
+        let other = open(&other_dir)?.queue("events", immediate(1));
+        other.send(vec![msg("b")]).await?;
+        assert_eq!(other.receive(1).await?.len(), 1);
+        assert!(other.receive(1).await?.is_empty());
+        assert_eq!(other.counts().await?.dead, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn dead_lettering_does_not_take_the_place_of_a_deliverable_message() -> TestResult {
         let dir = tempfile::tempdir()?;
         let queue = open(&dir)?.queue("events", immediate(1));
@@ -951,6 +1061,41 @@ mod tests {
 
         sender.send(vec![msg("ten bytes!")]).await?;
         assert_eq!(bodies(&queue.receive(10).await?), [b"ten bytes!"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_send_is_refused_while_the_database_is_over_the_limit() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let queues = open(&dir)?;
+        let bounded = queues.queue(
+            "ingest",
+            QueueConfig {
+                max_database_bytes: Some(256 * 1024),
+                ..long()
+            },
+        );
+        let unbounded = queues.queue("events", long());
+        let big = || msg(&"x".repeat(100 * 1024));
+        // Under the limit, each send is taken whole, the last one crossing it.
+        for _ in 0..3 {
+            bounded.send_messages(vec![big()]).await?;
+        }
+        let refused = bounded.send_messages(vec![msg("small")]).await;
+        let Err(QueueError::Full { used, max, .. }) = refused else {
+            return Err(format!("expected Full, got {refused:?}").into());
+        };
+        assert!(used >= max && max == 256 * 1024, "{used} {max}");
+        assert_eq!(bounded.counts().await?.visible, 3, "nothing of it stored");
+        // Queues without a limit (the pipeline's internal ones) still take messages.
+        unbounded.send_messages(vec![big()]).await?;
+        // Draining frees pages for reuse: the bounded queue takes sends again.
+        let received = bounded.receive(2).await?;
+        bounded.delete(&receipts(&received)).await?;
+        let received = unbounded.receive(1).await?;
+        unbounded.delete(&receipts(&received)).await?;
+        bounded.send_messages(vec![msg("small")]).await?;
+        assert_eq!(bounded.counts().await?.visible, 2);
         Ok(())
     }
 

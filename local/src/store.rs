@@ -3,11 +3,16 @@
 //! Every file is written atomically and durably: to a temporary file in the destination's
 //! directory, fsynced, renamed over the destination, then the directory fsynced. A reader sees the
 //! old file or the whole new one, never a part, and a completed write survives a power loss.
+//!
+//! A write the storage itself refuses (no space, a read-only file system, no permission, an I/O
+//! error) is noted in [`StorageFaults`], which the local queues read so that an outage of the
+//! disk does not count against the messages that could not be written meanwhile.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -55,15 +60,71 @@ pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
     Ok(())
 }
 
+/// Whether `error` is the storage refusing writes rather than anything about what was written:
+/// the disk or a quota is full, the file system is read-only, the folder is not writable, or the
+/// device reports an I/O error.
+pub fn is_storage_fault(error: &io::Error) -> bool {
+    use io::ErrorKind::{PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    const EIO: i32 = 5;
+    matches!(
+        error.kind(),
+        StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied
+    ) || error.raw_os_error() == Some(EIO)
+}
+
+/// When a write to the data folder last failed for a storage fault ([`is_storage_fault`]).
+/// Shared (cheap to clone) by the store, the archive and the local queues of one data folder.
+#[derive(Debug, Clone, Default)]
+pub struct StorageFaults {
+    /// Unix milliseconds of the latest fault; 0 if none.
+    last: Arc<AtomicI64>,
+}
+
+impl StorageFaults {
+    /// Notes the outcome of a write: a storage fault is remembered with the current time.
+    pub fn observe<T>(&self, result: &io::Result<T>) {
+        if let Err(error) = result
+            && is_storage_fault(error)
+        {
+            self.note();
+        }
+    }
+
+    /// Notes a storage fault now.
+    pub fn note(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(1)
+            .max(1);
+        self.last.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// The time of the latest storage fault (unix milliseconds), if any.
+    pub fn last_millis(&self) -> Option<i64> {
+        Some(self.last.load(Ordering::SeqCst)).filter(|&t| t > 0)
+    }
+}
+
 /// A folder as an object store: the object `a/b/c.csv` is the file `<root>/a/b/c.csv`.
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    faults: StorageFaults,
 }
 
 impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            faults: StorageFaults::default(),
+        }
+    }
+
+    /// Notes storage faults of this store's writes in `faults`.
+    pub fn with_faults(mut self, faults: StorageFaults) -> Self {
+        self.faults = faults;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -83,9 +144,9 @@ impl ObjectPut for FsStore {
         let path = self
             .path_of(key)
             .map_err(|e| PortError::new("local object put", e))?;
-        write_atomic_blocking(path, body)
-            .await
-            .map_err(|e| PortError::new("local object put", e))
+        let written = write_atomic_blocking(path, body).await;
+        self.faults.observe(&written);
+        written.map_err(|e| PortError::new("local object put", e))
     }
 }
 
@@ -95,11 +156,21 @@ impl ObjectPut for FsStore {
 #[derive(Debug, Clone)]
 pub struct FsArchive {
     root: PathBuf,
+    faults: StorageFaults,
 }
 
 impl FsArchive {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            faults: StorageFaults::default(),
+        }
+    }
+
+    /// Notes storage faults of this archive's writes in `faults`.
+    pub fn with_faults(mut self, faults: StorageFaults) -> Self {
+        self.faults = faults;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -139,9 +210,9 @@ impl ArchiveAppend for FsArchive {
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
             .unwrap_or(0);
         let path = self.root.join(archive_key(&content, now));
-        write_atomic_blocking(path, Bytes::from(content))
-            .await
-            .map_err(|e| PortError::new("local archive append", e))
+        let written = write_atomic_blocking(path, Bytes::from(content)).await;
+        self.faults.observe(&written);
+        written.map_err(|e| PortError::new("local archive append", e))
     }
 }
 
@@ -192,6 +263,48 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The pid in a temporary file's name `.{name}.{pid}.{counter}.tmp`, if it is one.
+fn temp_file_pid(file_name: &str) -> Option<u32> {
+    let inner = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let _counter: u64 = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().filter(|name| !name.is_empty())?;
+    Some(pid)
+}
+
+/// Removes the temporary files that writes killed mid-way (kill -9, power loss) left under
+/// `root`: those whose writing process is gone. A file whose process may still run is kept, and
+/// without `/proc` nothing is removed. Returns how many were removed.
+pub fn remove_orphan_temp_files(root: &Path) -> usize {
+    fn walk(dir: &Path, removed: &mut usize) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, removed);
+                continue;
+            }
+            let Some(pid) = temp_file_pid(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let alive =
+                pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+            if !alive && fs::remove_file(&path).is_ok() {
+                *removed += 1;
+            }
+        }
+    }
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let mut removed = 0;
+    walk(root, &mut removed);
+    removed
 }
 
 /// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so the
@@ -349,6 +462,90 @@ mod tests {
             .await;
         assert!(put.is_err());
         assert_eq!(files(dir.path())?, Vec::<String>::new());
+        Ok(())
+    }
+
+    #[test]
+    fn orphan_temp_files_of_dead_processes_are_removed_and_nothing_else() -> TestResult {
+        assert_eq!(temp_file_pid(".x.parquet.123.7.tmp"), Some(123));
+        assert_eq!(temp_file_pid(".a.b.c.csv.9.0.tmp"), Some(9));
+        for not_temp in [
+            "x.parquet",
+            ".x.tmp",
+            "..1.2.tmp",
+            ".x.p.1.tmp",
+            "x.1.2.tmp",
+        ] {
+            assert_eq!(temp_file_pid(not_temp), None, "{not_temp}");
+        }
+        let dir = tempfile::tempdir()?;
+        // A pid above the kernel's maximum (4194304) is never alive.
+        let dead = dir.path().join("csv/event_type=open/.a.csv.99999999.3.tmp");
+        let ours = dir
+            .path()
+            .join(format!("parquet/.b.parquet.{}.1.tmp", std::process::id()));
+        let kept = [
+            ours.clone(),
+            dir.path().join("parquet/b.parquet"),
+            dir.path().join("queue.sqlite3"),
+        ];
+        for file in kept.iter().chain([&dead]) {
+            fs::create_dir_all(file.parent().ok_or("parent")?)?;
+            fs::write(file, b"x")?;
+        }
+        assert_eq!(remove_orphan_temp_files(dir.path()), 1);
+        assert!(!dead.exists());
+        assert!(kept.iter().all(|f| f.exists()));
+        Ok(())
+    }
+
+    #[test]
+    fn storage_faults_are_full_read_only_unwritable_or_failing_devices() {
+        use io::ErrorKind;
+        for fault in [
+            io::Error::from_raw_os_error(28),  // ENOSPC
+            io::Error::from_raw_os_error(122), // EDQUOT
+            io::Error::from_raw_os_error(30),  // EROFS
+            io::Error::from_raw_os_error(13),  // EACCES
+            io::Error::from_raw_os_error(5),   // EIO
+            ErrorKind::StorageFull.into(),
+        ] {
+            assert!(is_storage_fault(&fault), "{fault}");
+        }
+        for other in [
+            io::Error::from_raw_os_error(21), // EISDIR
+            io::Error::from_raw_os_error(39), // ENOTEMPTY
+            ErrorKind::InvalidInput.into(),
+            ErrorKind::NotFound.into(),
+        ] {
+            assert!(!is_storage_fault(&other), "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_put_notes_storage_faults_only() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let faults = StorageFaults::default();
+        let store = FsStore::new(dir.path()).with_faults(faults.clone());
+        store
+            .put("ok", Bytes::from_static(b"x"), "text/plain")
+            .await?;
+        fs::create_dir_all(dir.path().join("k/dir/inner"))?;
+        // Refused for what the key is, not for the storage: not a fault.
+        let put = store
+            .put("k/dir", Bytes::from_static(b"x"), "text/plain")
+            .await;
+        assert!(put.is_err());
+        assert_eq!(faults.last_millis(), None);
+
+        faults.observe::<()>(&Err(io::ErrorKind::ReadOnlyFilesystem.into()));
+        let first = faults.last_millis().ok_or("a fault is noted")?;
+        assert!(first > 1_700_000_000_000, "unix milliseconds: {first}");
+        // Successes do not erase it; it ages out at the receiving end.
+        store
+            .put("ok", Bytes::from_static(b"y"), "text/plain")
+            .await?;
+        assert!(faults.last_millis() >= Some(first));
         Ok(())
     }
 

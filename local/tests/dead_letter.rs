@@ -26,6 +26,7 @@ fn settings(max_message_bytes: usize) -> Settings {
             visibility_timeout: Duration::ZERO,
             max_receives: 3,
             max_message_bytes,
+            max_database_bytes: None,
         },
         ..Settings::default()
     }

@@ -557,6 +557,7 @@ async fn a_refused_body_that_cannot_be_quarantined_gets_503() -> TestResult {
             StatusCode::SERVICE_UNAVAILABLE,
             "{name}: a body that is not kept must be retried by the sender"
         );
+        assert_eq!(response.headers()["retry-after"], "30", "{name}");
     }
     // Invalid gzip is quarantined too, so it gets 503 as well.
     let response = h
@@ -1021,6 +1022,7 @@ async fn a_queue_failure_gets_503_and_the_retry_succeeds() -> TestResult {
         .ingest(&config, &queue, post(&[], body.clone()), received_at())
         .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "30");
     assert!(
         started.elapsed() >= Duration::from_secs(5),
         "the queue waited for the lock"

@@ -1,0 +1,405 @@
+//! Shared helpers of the reliability tests (`crash.rs`, `disk_full.rs`): the real `sparklake
+//! serve` process, authenticated HTTP posts that survive the server dying under them, event
+//! identities of what was posted and of what was written (Parquet and CSV), and the repository's
+//! de-duplicating view run in DuckDB.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array as _, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
+
+/// The bearer token the tests' servers accept.
+pub const TOKEN: &str = "crash-test-t0ken";
+
+/// The `sparklake` binary these tests run: cargo's, or `SPARKLAKE_TEST_BIN` when set (a copy
+/// taken right after `cargo build`, where several checkouts share one target directory and
+/// overwrite each other's `target/debug/sparklake`).
+pub fn binary() -> PathBuf {
+    std::env::var_os("SPARKLAKE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sparklake")),
+        PathBuf::from,
+    )
+}
+
+pub fn sparklake() -> Command {
+    Command::new(binary())
+}
+
+/// The repository's root (the workspace).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// An event's identity as the writer and the de-duplicating view see it: `(type, event_id)`, or
+/// the SHA-256 of the element exactly as received when it has no `event_id`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    Id(String, String),
+    Raw(String),
+}
+
+impl Identity {
+    fn of(event_type: &str, event_id: Option<&str>, raw: &str) -> Self {
+        match event_id.filter(|id| !id.is_empty()) {
+            Some(id) => Self::Id(event_type.to_owned(), id.to_owned()),
+            None => Self::Raw(hex::encode(Sha256::digest(raw.as_bytes()))),
+        }
+    }
+}
+
+/// The identities of the events of a batch (pings left out), in order.
+pub fn batch_identities(batch: &str) -> Vec<Identity> {
+    let elements: Vec<&RawValue> = serde_json::from_str(batch).expect("a JSON array");
+    elements
+        .into_iter()
+        .filter_map(|element| {
+            let value: serde_json::Value = serde_json::from_str(element.get()).expect("json");
+            let (_, event) = value["msys"].as_object()?.iter().next()?;
+            let event_type = event["type"].as_str().expect("type").to_owned();
+            Some(Identity::of(
+                &event_type,
+                event["event_id"].as_str(),
+                element.get(),
+            ))
+        })
+        .collect()
+}
+
+/// A running `sparklake serve` and its address.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `command` (already holding `serve`'s arguments and environment) and reads the
+    /// address from its first line of output.
+    pub fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sparklake serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("sparklake listening on http://")
+            .and_then(|a| a.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits (bounded, so a hung drain fails instead of hanging CI) for exit 0.
+    pub fn terminate(mut self) {
+        signal(self.child.id(), "TERM");
+        wait_success(&mut self.child, "serve");
+    }
+}
+
+/// Sends `kill -<name> <pid>`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Waits for `child` to exit 0; fails after two minutes.
+pub fn wait_success(child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{what} exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `serve` command over `data` with bearer auth on, logging JSON at info level to `log`.
+pub fn serve_command(data: &Path, log: &Path, extra: &[&str]) -> Command {
+    let mut command = sparklake();
+    command
+        .env("SPARKLAKE_AUTH", "bearer")
+        .env("SPARKLAKE_BEARER_TOKENS", TOKEN)
+        .env("SPARKLAKE_LOG", "info")
+        .env("SPARKLAKE_LOG_FORMAT", "json")
+        .stderr(log_file(log))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra);
+    command
+}
+
+/// `path` opened for appending (several runs log to one file).
+pub fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// POSTs `body` to `/` with the test token over plain HTTP/1.1. `Err` when the connection fails
+/// or the answer is cut off (the server was killed): the caller cannot know whether it was stored.
+pub async fn post(addr: &str, body: &[u8]) -> Result<Answer, String> {
+    post_with(
+        addr,
+        &format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"),
+        body,
+    )
+    .await
+}
+
+pub async fn post_with(addr: &str, headers: &str, body: &[u8]) -> Result<Answer, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.write_all(body).await.map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        parse_answer(&response)
+    };
+    // A guard against a hung server, not a measurement.
+    tokio::time::timeout(Duration::from_secs(60), exchange)
+        .await
+        .map_err(|_| "no answer within 60 s".to_owned())?
+}
+
+fn parse_answer(response: &[u8]) -> Result<Answer, String> {
+    let text = String::from_utf8_lossy(response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("cut-off answer ({} bytes)", response.len()))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "no status line".to_owned())?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    // With `Connection: close` the body runs to the end; a cut-off one is not an answer.
+    let body = body.to_owned();
+    if headers_len(&headers).is_some_and(|length| body.len() < length) {
+        return Err("cut-off body".to_owned());
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn headers_len(headers: &BTreeMap<String, String>) -> Option<usize> {
+    headers.get("content-length").and_then(|v| v.parse().ok())
+}
+
+/// Every file under `dir` whose name ends with `suffix`, sorted; none if `dir` is missing.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, suffix, &mut out);
+    out.sort();
+    out
+}
+
+/// The identity of every row of every Parquet object under `data/parquet`, one per row.
+pub fn parquet_identities(data: &Path) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for path in files_ending(&data.join("parquet"), ".parquet") {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{} is not whole Parquet: {e}", path.display()))
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("record batch");
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("no {name} column"))
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap_or_else(|| panic!("{name} is not utf8"))
+                    .clone()
+            };
+            let (types, ids, raws) = (column("type"), column("event_id"), column("raw"));
+            for row in 0..batch.num_rows() {
+                let id = (!ids.is_null(row)).then(|| ids.value(row));
+                out.push(Identity::of(types.value(row), id, raws.value(row)));
+            }
+        }
+    }
+    out
+}
+
+/// The identity of every row of every CSV object under `data/csv`, one per row.
+pub fn csv_identities(data: &Path) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for path in files_ending(&data.join("csv"), ".csv") {
+        let mut reader = csv::Reader::from_path(&path).expect("open csv");
+        let header = reader.headers().expect("header").clone();
+        let index = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("no {name} column in {}", path.display()))
+        };
+        let (t, id, raw) = (index("type"), index("event_id"), index("raw"));
+        for record in reader.records() {
+            let record = record.expect("csv record");
+            out.push(Identity::of(&record[t], Some(&record[id]), &record[raw]));
+        }
+    }
+    out
+}
+
+/// Rows, distinct identities, and the largest number of copies of one identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub rows: usize,
+    pub distinct: usize,
+    pub max_copies: usize,
+}
+
+impl Tally {
+    pub fn duplicates(&self) -> usize {
+        self.rows - self.distinct
+    }
+}
+
+pub fn tally(identities: &[Identity]) -> (Tally, BTreeSet<Identity>) {
+    let mut copies: BTreeMap<&Identity, usize> = BTreeMap::new();
+    for identity in identities {
+        *copies.entry(identity).or_default() += 1;
+    }
+    let tally = Tally {
+        rows: identities.len(),
+        distinct: copies.len(),
+        max_copies: copies.values().copied().max().unwrap_or(0),
+    };
+    (tally, copies.into_keys().cloned().collect())
+}
+
+/// The python of the virtualenv `scripts/test.sh` prepares, if it has duckdb.
+fn duckdb_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("SPARKLAKE_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/sparklake/venv")
+        },
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
+/// Runs `sql` with `scripts/query --local` (DuckDB, the view `events_dedup` created from
+/// `queries/events_dedup_view.sql`) over `data`; returns the value of the one row's one column.
+/// `None` when the virtualenv has no duckdb (outside `scripts/test.sh`), unless
+/// `SPARKLAKE_REQUIRE_DUCKDB` is set, which `scripts/test.sh` does: then it is a failure.
+pub fn duckdb_scalar(data: &Path, sql: &str) -> Option<u64> {
+    if duckdb_python().is_none() {
+        assert!(
+            std::env::var_os("SPARKLAKE_REQUIRE_DUCKDB").is_none(),
+            "SPARKLAKE_REQUIRE_DUCKDB is set but the virtualenv has no duckdb"
+        );
+        eprintln!(
+            "note: no virtualenv with duckdb (scripts/test.sh prepares one): the DuckDB check of the de-duplicating view is skipped"
+        );
+        return None;
+    }
+    let output = Command::new(repo_root().join("scripts/query"))
+        .args(["--local", "--data"])
+        .arg(data)
+        .args(["--sql", sql])
+        .output()
+        .expect("run scripts/query");
+    assert!(
+        output.status.success(),
+        "scripts/query failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value = text.lines().nth(1).unwrap_or_default().trim();
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("scripts/query printed {text:?}")),
+    )
+}
+
+/// The `fields` of each JSON log line of `log` whose message is `message`.
+pub fn log_events(log: &Path, message: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["fields"]["message"].as_str() == Some(message))
+        .map(|v| v["fields"].clone())
+        .collect()
+}
