@@ -156,6 +156,7 @@ async fn report_metrics(pipeline: Pipeline, interval: Duration, mut stop: watch:
             events = window.events(),
             rejected = window.rejected,
             failures = window.failures,
+            retries = window.retries,
             objects = window.objects_written(),
             rows = window.rows_written(),
             oldest_event_age_secs = window.oldest_event_age_seconds(now).unwrap_or(0.0),

@@ -132,7 +132,7 @@ impl Pipeline {
         sdk: &aws_config::SdkConfig,
         poll_wait: Duration,
     ) -> Result<Self, SettingsError> {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let sqs = sparklake_aws::sqs_client(sdk);
         let queue = |url: &str, name: &str| SqsWorkQueue {
             queue: SqsQueue::new(sqs.clone(), url)
                 .with_max_message_bytes(aws.max_message_bytes)
@@ -174,7 +174,7 @@ impl Pipeline {
             .filter(|_| settings.archive)
             .map(|stream| {
                 Arc::new(FirehoseArchive::new(
-                    aws_sdk_firehose::Client::new(sdk),
+                    sparklake_aws::firehose_client(sdk),
                     stream,
                 )) as Arc<dyn ArchiveAppend>
             });
@@ -198,9 +198,13 @@ impl Pipeline {
         totals.merge(metrics);
     }
 
-    /// The numbers recorded since the last call, which starts a new interval.
+    /// The numbers recorded since the last call, which starts a new interval (with the AWS
+    /// SDK's retries of the interval).
     pub fn take_metrics(&self) -> Metrics {
-        std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
+        let mut metrics =
+            std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()));
+        metrics.retries += sparklake_aws::observe::take_retries();
+        metrics
     }
 
     /// The ingest handler over this pipeline's queue and quarantine.
