@@ -46,6 +46,8 @@ pub struct Settings {
     pub archive: bool,
     /// Extra routes: a name and the event types sent to the local queue `route-<name>`.
     pub routes: Vec<(String, BTreeSet<String>)>,
+    /// Partition values longer than this are shortened in object keys (`None`: kept whole).
+    pub partition_value_max_bytes: Option<usize>,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             writer_window: Duration::from_secs(1),
             archive: true,
             routes: Vec::new(),
+            partition_value_max_bytes: None,
         }
     }
 }
@@ -110,7 +113,10 @@ impl Pipeline {
             ingest_queue: Arc::new(ingest.clone()),
             events_queue: Arc::new(events.clone()),
             routes,
-            store: Arc::new(FsStore::new(data)),
+            store: Arc::new(
+                FsStore::new(data)
+                    .with_max_partition_value_bytes(settings.partition_value_max_bytes),
+            ),
             archive: settings
                 .archive
                 .then(|| Arc::new(FsArchive::new(data)) as Arc<dyn ArchiveAppend>),
@@ -167,7 +173,8 @@ impl Pipeline {
             bucket,
             &aws.prefix,
             aws.encryption.clone(),
-        );
+        )
+        .with_max_partition_value_bytes(settings.partition_value_max_bytes);
         let archive = aws
             .archive_stream
             .as_ref()

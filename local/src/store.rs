@@ -59,11 +59,22 @@ pub fn validate_key(key: &str) -> Result<(), InvalidKey> {
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
+    max_partition_value_bytes: Option<usize>,
 }
 
 impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            max_partition_value_bytes: None,
+        }
+    }
+
+    /// Shortens partition values longer than this in the writer's keys
+    /// ([`ObjectPut::max_partition_value_bytes`]).
+    pub fn with_max_partition_value_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_partition_value_bytes = max;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -86,6 +97,10 @@ impl ObjectPut for FsStore {
         write_atomic_blocking(path, body)
             .await
             .map_err(|e| PortError::new("local object put", e))
+    }
+
+    fn max_partition_value_bytes(&self) -> Option<usize> {
+        self.max_partition_value_bytes
     }
 }
 
