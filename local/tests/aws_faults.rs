@@ -201,8 +201,11 @@ async fn lake_identities(aws: &Aws, bucket: &str, prefix: &str) -> (Vec<String>,
 
 /// (visible, in flight) of a queue, asked of the emulator directly (no faults).
 async fn depth(aws: &Aws, url: &str) -> (u64, u64) {
-    let attributes = aws
-        .sqs
+    depth_of(&aws.sqs, url).await
+}
+
+async fn depth_of(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let attributes = sqs
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -252,6 +255,10 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
     let rate: f64 = env_or("SPARKLAKE_FAULTS_RATE", 0.1);
     let seed: u64 = env_or("SPARKLAKE_FAULTS_SEED", 1);
     let clients = 8;
+    // The emulator's SQS scans a whole queue on every receive and delete, so a backlog of
+    // thousands of messages slows it to a crawl (real SQS does not): clients hold off while more
+    // than this many messages wait in the work queues.
+    let backlog_limit: u64 = env_or("SPARKLAKE_FAULTS_BACKLOG", 400);
     // Bounds that catch a wedged pipeline; generous, and never asserted as timings.
     let patience = Duration::from_secs(120 + events / 100);
 
@@ -325,6 +332,24 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         "the generator's identities are unique"
     );
 
+    let backlog = Arc::new(AtomicU64::new(0));
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (backlog, watching, sqs) = (backlog.clone(), watching.clone(), aws.sqs.clone());
+        let urls = [ingest_url.clone(), events_url.clone()];
+        async move {
+            while watching.load(Ordering::Relaxed) {
+                let mut total = 0;
+                for url in &urls {
+                    let (visible, in_flight) = depth_of(&sqs, url).await;
+                    total += visible + in_flight;
+                }
+                backlog.store(total, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+
     // Concurrent clients, each retrying a batch until it is answered 200 (SparkPost retries
     // any other answer for 8 hours; here a bounded number of times).
     let batches = Arc::new(batches);
@@ -332,11 +357,19 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
     let not_ok = Arc::new(AtomicU64::new(0));
     let mut posting = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (batches, next, not_ok, addr) =
-            (batches.clone(), next.clone(), not_ok.clone(), addr.clone());
+        let (batches, next, not_ok, addr, backlog) = (
+            batches.clone(),
+            next.clone(),
+            not_ok.clone(),
+            addr.clone(),
+            backlog.clone(),
+        );
         posting.spawn(async move {
             let mut accepted = Vec::new();
             loop {
+                while backlog.load(Ordering::Relaxed) > backlog_limit {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = batches.get(i) else { break };
                 for attempt in 1..=100u64 {
@@ -360,6 +393,8 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
     while let Some(done) = posting.join_next().await {
         accepted_batches.extend(done.unwrap());
     }
+    watching.store(false, Ordering::Relaxed);
+    watcher.await.unwrap();
     let accepted: HashSet<String> = accepted_batches
         .iter()
         .flat_map(|&i| batch_identities(&batches[i]))
@@ -470,6 +505,7 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         "events_posted": events,
         "batches": batches.len(),
         "clients": clients,
+        "backlog_limit": backlog_limit,
         "rate": rate,
         "seed": seed,
         "non_200_answers": not_ok.load(Ordering::Relaxed),
