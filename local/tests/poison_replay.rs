@@ -46,8 +46,15 @@ fn rows(data: &Path) -> i64 {
         .sum()
 }
 
+/// The binary under test: `SPARKLAKE_BIN` if set, else the one cargo built.
+fn sparklake_bin() -> std::path::PathBuf {
+    std::env::var_os("SPARKLAKE_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sparklake").into())
+}
+
 fn run(data: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_sparklake"))
+    let output = Command::new(sparklake_bin())
         .args(args)
         .arg("--data")
         .arg(data)
@@ -133,7 +140,7 @@ async fn an_unwritable_event_is_dead_lettered_without_blocking_its_batch_then_fi
     // The fix: shorten over-long partition values; then re-drive and let serve write it.
     let said = run(data, &["redrive", "--queue", "events"]);
     assert!(said.contains("events: moved 1 message(s)"), "{said}");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_sparklake"))
+    let mut serve = Command::new(sparklake_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", "200")
