@@ -102,6 +102,8 @@ pub fn init_lambda_logging() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
+        // A line that cannot be written is dropped, not reported with a panicking `eprintln!`.
+        .log_internal_errors(false)
         .with_current_span(true)
         .without_time()
         .with_writer(std::io::stderr)

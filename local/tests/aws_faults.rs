@@ -367,7 +367,12 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         posting.spawn(async move {
             let mut accepted = Vec::new();
             loop {
+                let held = Instant::now();
                 while backlog.load(Ordering::Relaxed) > backlog_limit {
+                    assert!(
+                        held.elapsed() < patience,
+                        "the pipeline wedged: its queues stayed over {backlog_limit} messages"
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
