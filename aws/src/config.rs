@@ -37,6 +37,9 @@ pub struct AwsSettings {
     pub s3_force_path_style: bool,
     /// `SPARKLAKE_ROUTES` (`NAME=type,type;…`) with `SPARKLAKE_ROUTE_<NAME>_QUEUE_URL` for each.
     pub routes: Vec<RouteSetting>,
+    /// `SPARKLAKE_PARTITION_VALUE_MAX_BYTES`: partition values longer than this are shortened to
+    /// a prefix and a hash in object keys (default 0: off).
+    pub partition_value_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,11 @@ impl AwsSettings {
                     format!("`{v}` is not a byte count"),
                 )
             })?,
+        };
+        let partition_value_max_bytes = match get("SPARKLAKE_PARTITION_VALUE_MAX_BYTES") {
+            None => None,
+            Some(v) => parse_partition_value_max_bytes(&v)
+                .map_err(|e| SettingsError::Invalid("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", e))?,
         };
         let encryption = Encryption::from_settings(
             get("SPARKLAKE_S3_SSE").as_deref(),
@@ -110,6 +118,7 @@ impl AwsSettings {
             s3_force_path_style,
             max_message_bytes,
             routes,
+            partition_value_max_bytes,
         })
     }
 
@@ -119,6 +128,19 @@ impl AwsSettings {
         name: &'static str,
     ) -> Result<&'s str, SettingsError> {
         value.as_deref().ok_or(SettingsError::Missing(name))
+    }
+}
+
+/// `SPARKLAKE_PARTITION_VALUE_MAX_BYTES`: 0 is off, else at least
+/// [`MIN_PARTITION_VALUE_BYTES`](sparklake_core::partition::MIN_PARTITION_VALUE_BYTES).
+pub fn parse_partition_value_max_bytes(text: &str) -> Result<Option<usize>, String> {
+    let min = sparklake_core::partition::MIN_PARTITION_VALUE_BYTES;
+    match text.trim().parse::<usize>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n >= min => Ok(Some(n)),
+        _ => Err(format!(
+            "`{text}`: expected 0 (off) or a byte count of at least {min}"
+        )),
     }
 }
 
@@ -188,6 +210,11 @@ mod tests {
         assert_eq!(s.routes[0].queue_url, "http://q/supp");
         assert!(s.routes[0].event_types.contains("list_unsubscribe"));
         assert_eq!(s.max_message_bytes, 1_048_576);
+        assert_eq!(s.partition_value_max_bytes, None);
+        let s = settings(&[("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", "200")]).expect("valid");
+        assert_eq!(s.partition_value_max_bytes, Some(200));
+        let off = settings(&[("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", "0")]).expect("valid");
+        assert_eq!(off.partition_value_max_bytes, None);
     }
 
     #[test]
@@ -200,6 +227,7 @@ mod tests {
         assert!(settings(&[("SPARKLAKE_S3_SSE", "rot13")]).is_err());
         assert!(settings(&[("SPARKLAKE_COMPRESS", "maybe")]).is_err());
         assert!(settings(&[("SPARKLAKE_MAX_MESSAGE_BYTES", "lots")]).is_err());
+        assert!(settings(&[("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", "8")]).is_err());
         assert_eq!(
             AwsSettings::require(&None, "SPARKLAKE_BUCKET"),
             Err(SettingsError::Missing("SPARKLAKE_BUCKET"))

@@ -42,6 +42,7 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     encryption: Encryption,
+    max_partition_value_bytes: Option<usize>,
 }
 
 impl S3Store {
@@ -62,7 +63,15 @@ impl S3Store {
                 format!("{prefix}/")
             },
             encryption,
+            max_partition_value_bytes: None,
         }
+    }
+
+    /// Shortens partition values longer than this in the writer's keys
+    /// ([`ObjectPut::max_partition_value_bytes`]).
+    pub fn with_max_partition_value_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_partition_value_bytes = max;
+        self
     }
 
     /// The full S3 key of a store key.
@@ -99,5 +108,9 @@ impl ObjectPut for S3Store {
             .await
             .map_err(|e| PortError::new("s3 PutObject", DisplayErrorContext(e).to_string()))?;
         Ok(())
+    }
+
+    fn max_partition_value_bytes(&self) -> Option<usize> {
+        self.max_partition_value_bytes
     }
 }

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub rows_per_object: Vec<u64>,
     /// The earliest event time among rows written (unix ms): how far behind real time the lake is.
     pub oldest_event_millis: Option<i64>,
+    /// Calls to AWS the SDK retried (attempts after the first: throttling, 5xx, dropped
+    /// connections); the ones that still failed are also in `failures` or the logs.
+    #[serde(default)]
+    pub retries: u64,
 }
 
 impl Metrics {
@@ -49,6 +53,7 @@ impl Metrics {
         self.bytes += other.bytes;
         self.rejected += other.rejected;
         self.failures += other.failures;
+        self.retries += other.retries;
         self.rows_per_object
             .extend_from_slice(&other.rows_per_object);
         self.oldest_event_millis = match (self.oldest_event_millis, other.oldest_event_millis) {
@@ -77,6 +82,7 @@ impl Metrics {
                 {"Name": "EventsIn", "Unit": "Count"},
                 {"Name": "Rejected", "Unit": "Count"},
                 {"Name": "Failures", "Unit": "Count"},
+                {"Name": "Retries", "Unit": "Count"},
                 {"Name": "ObjectsWritten", "Unit": "Count"},
                 {"Name": "RowsWritten", "Unit": "Count"},
                 {"Name": "RowsPerObject", "Unit": "Count"},
@@ -88,6 +94,7 @@ impl Metrics {
             "EventsIn": self.events(),
             "Rejected": self.rejected,
             "Failures": self.failures,
+            "Retries": self.retries,
             "ObjectsWritten": self.objects_written(),
             "RowsWritten": self.rows_written(),
         });
@@ -118,12 +125,13 @@ impl Metrics {
             .oldest_event_age_seconds(now_millis)
             .map_or("-".to_owned(), |s| format!("{s:.0}s"));
         format!(
-            "batches {} bytes {} events {} rejected {} failures {} objects {} rows {} oldest-event-age {age}",
+            "batches {} bytes {} events {} rejected {} failures {} retries {} objects {} rows {} oldest-event-age {age}",
             self.batches,
             self.bytes,
             self.events(),
             self.rejected,
             self.failures,
+            self.retries,
             self.objects_written(),
             self.rows_written()
         )

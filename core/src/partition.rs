@@ -42,12 +42,52 @@ impl Format {
 
 /// `<format>/event_type=<type>/dt=<YYYY-MM-DD>/<name>.<format>`.
 pub fn object_key(format: Format, partition: &Partition<'_>, name: &str) -> String {
+    object_key_within(format, partition, name, None)
+}
+
+/// [`object_key`] with the event type's path value at most `max_value_bytes` long (see
+/// [`path_value`]); `None` keeps every value whole.
+pub fn object_key_within(
+    format: Format,
+    partition: &Partition<'_>,
+    name: &str,
+    max_value_bytes: Option<usize>,
+) -> String {
     format!(
         "{f}/event_type={t}/dt={d}/{name}.{f}",
         f = format.name(),
-        t = escape_path_value(&partition.event_type),
+        t = path_value(&partition.event_type, max_value_bytes),
         d = partition.dt.format("%Y-%m-%d"),
     )
+}
+
+/// The smallest `SPARKLAKE_PARTITION_VALUE_MAX_BYTES`: room for a prefix and the hash.
+pub const MIN_PARTITION_VALUE_BYTES: usize = 32;
+/// `~` and 16 hex digits.
+const HASH_SUFFIX_BYTES: usize = 17;
+
+/// A partition value as it appears in a path: escaped ([`escape_path_value`]) and, when
+/// `max_bytes` is set and the escaped value is longer, cut to its first bytes (never inside a
+/// `%XX`) followed by `~` and the first 16 hex digits of the raw value's SHA-256. `~` is always
+/// escaped in a value, so a shortened value can never equal a whole one, and different values
+/// keep different paths. Paths have hard limits (a file name of 255 bytes on local filesystems,
+/// an S3 key of 1 024 bytes): an event type from outside that escapes longer cannot be written
+/// at all unless shortened, while the `type` column keeps it whole either way.
+pub fn path_value(value: &str, max_bytes: Option<usize>) -> Cow<'_, str> {
+    let escaped = escape_path_value(value);
+    let Some(max) = max_bytes.map(|m| m.max(MIN_PARTITION_VALUE_BYTES)) else {
+        return escaped;
+    };
+    if escaped.len() <= max {
+        return escaped;
+    }
+    let mut cut = max - HASH_SUFFIX_BYTES;
+    // Escapes are `%XX`: back off to the start of one cut through.
+    if let Some(percent) = escaped[cut.saturating_sub(2)..cut].rfind('%') {
+        cut = cut.saturating_sub(2) + percent;
+    }
+    let digest = Sha256::digest(value.as_bytes());
+    Cow::Owned(format!("{}~{}", &escaped[..cut], hex::encode(&digest[..8])))
 }
 
 /// Escapes a partition value the way Hive does (`%XX`), keeping only `[A-Za-z0-9_-]` as is, so
@@ -112,6 +152,41 @@ mod tests {
         assert_eq!(escape_path_value("../../etc"), "%2E%2E%2F%2E%2E%2Fetc");
         assert_eq!(escape_path_value("a b=c"), "a%20b%3Dc");
         assert_eq!(escape_path_value("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn over_long_values_are_shortened_only_when_asked() {
+        let long = "relay_forwarded_".repeat(20);
+        let p = partition(&long);
+        // Off: the value is whole, and too long for a file name on most filesystems.
+        let whole = object_key(Format::Parquet, &p, "abc");
+        assert!(whole.contains(&format!("event_type={long}/")));
+        // On: a prefix, `~` and a hash, within the limit.
+        let short = path_value(&long, Some(64));
+        assert_eq!(short.len(), 64);
+        assert!(short.starts_with("relay_forwarded_relay_forwarded_relay_forwarded~"));
+        assert_eq!(
+            object_key_within(Format::Csv, &p, "abc", Some(64)),
+            format!("csv/event_type={short}/dt=2016-02-02/abc.csv")
+        );
+        // Distinct values stay distinct; short values are untouched.
+        let other = "relay_forwarded_".repeat(21);
+        assert_ne!(path_value(&other, Some(64)), short);
+        assert_eq!(path_value("bounce", Some(64)), "bounce");
+        // A cut never splits an escape, and a tiny limit is raised to the minimum.
+        let accents = "é".repeat(40);
+        let cut = path_value(&accents, Some(40));
+        let head = cut.split('~').next().unwrap_or_default();
+        assert!(
+            head.len().is_multiple_of(3)
+                && head.chars().filter(|c| *c == '%').count() == head.len() / 3
+        );
+        assert_eq!(
+            path_value(&accents, Some(1)).len(),
+            MIN_PARTITION_VALUE_BYTES
+        );
+        // A literal `~` is escaped, so no whole value looks shortened.
+        assert_eq!(escape_path_value("a~b"), "a%7Eb");
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub trait ObjectPut: Send + Sync {
     /// Stores `body` under `key`, replacing any object already there, atomically: a reader sees
     /// the old object or the whole new one, never a part.
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), PortError>;
+
+    /// The longest partition value (`event_type=<value>`) keys in this store carry; longer ones
+    /// are shortened to a prefix and a hash ([`crate::partition::path_value`]). `None` (the
+    /// default) keeps values whole, and a value too long for the store's paths (a folder's
+    /// 255-byte names, S3's 1 024-byte keys) fails its write. Set from
+    /// `SPARKLAKE_PARTITION_VALUE_MAX_BYTES`.
+    fn max_partition_value_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// An append-only archive of raw events (Firehose on AWS).

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     sparklake_aws::init_lambda_logging();
     let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok())?;
     let sdk = load_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sqs = sparklake_aws::sqs_client(&sdk);
     let queue = |url: &str| {
         SqsQueue::new(sqs.clone(), url)
             .with_max_message_bytes(settings.max_message_bytes)
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Error> {
     let archive = settings
         .archive_stream
         .as_ref()
-        .map(|stream| FirehoseArchive::new(aws_sdk_firehose::Client::new(&sdk), stream));
+        .map(|stream| FirehoseArchive::new(sparklake_aws::firehose_client(&sdk), stream));
     let fanout = Fanout {
         events: &events,
         routes: &routes,

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Error> {
     let settings = AwsSettings::from_lookup(env)?;
     let queue_url = AwsSettings::require(&settings.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?;
     let bucket = AwsSettings::require(&settings.bucket, "SPARKLAKE_BUCKET")?;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url)
+    let queue = SqsQueue::new(sparklake_aws::sqs_client(&sdk), queue_url)
         .with_max_message_bytes(settings.max_message_bytes)
         .with_compression(settings.compress);
     let store = S3Store::new(

@@ -26,8 +26,12 @@ const PING: &[u8] = br#"[{"msys":{}}]"#;
 pub fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPARKLAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // A log line that cannot be written (stderr on a full disk, a closed pipe) is dropped. With
+    // the default, tracing reports it with `eprintln!`, which panics on the same error and takes
+    // down the worker that logged: serve then answers webhooks while nothing drains the queues.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if format.eq_ignore_ascii_case("json") {
         builder.json().init();
@@ -156,6 +160,7 @@ async fn report_metrics(pipeline: Pipeline, interval: Duration, mut stop: watch:
             events = window.events(),
             rejected = window.rejected,
             failures = window.failures,
+            retries = window.retries,
             objects = window.objects_written(),
             rows = window.rows_written(),
             oldest_event_age_secs = window.oldest_event_age_seconds(now).unwrap_or(0.0),

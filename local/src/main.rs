@@ -167,6 +167,11 @@ struct PipelineArgs {
     /// on aws its URL is `SPARKLAKE_ROUTE_<NAME>_QUEUE_URL`.
     #[arg(long = "route", env = "SPARKLAKE_ROUTES", value_delimiter = ';')]
     routes: Vec<String>,
+    /// Shorten event types whose escaped path value is longer than this many bytes to a prefix,
+    /// `~` and a hash in object keys (0: keep them whole; a type too long for a path then fails
+    /// its writes and is dead-lettered). At least 32.
+    #[arg(long, env = "SPARKLAKE_PARTITION_VALUE_MAX_BYTES", default_value_t = 0)]
+    partition_value_max_bytes: usize,
 }
 
 impl PipelineArgs {
@@ -184,6 +189,10 @@ impl PipelineArgs {
             writer_window: Duration::from_millis(self.writer_window_ms),
             archive: !self.no_archive,
             routes,
+            partition_value_max_bytes: sparklake_aws::config::parse_partition_value_max_bytes(
+                &self.partition_value_max_bytes.to_string(),
+            )
+            .map_err(|e| anyhow::anyhow!("--partition-value-max-bytes {e}"))?,
         })
     }
 

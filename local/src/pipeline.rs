@@ -46,6 +46,8 @@ pub struct Settings {
     pub archive: bool,
     /// Extra routes: a name and the event types sent to the local queue `route-<name>`.
     pub routes: Vec<(String, BTreeSet<String>)>,
+    /// Partition values longer than this are shortened in object keys (`None`: kept whole).
+    pub partition_value_max_bytes: Option<usize>,
 }
 
 impl Default for Settings {
@@ -57,6 +59,7 @@ impl Default for Settings {
             writer_window: Duration::from_secs(1),
             archive: true,
             routes: Vec::new(),
+            partition_value_max_bytes: None,
         }
     }
 }
@@ -115,7 +118,11 @@ impl Pipeline {
             ingest_queue: Arc::new(ingest.clone()),
             events_queue: Arc::new(events.clone()),
             routes,
-            store: Arc::new(FsStore::new(data).with_faults(queues.storage_faults())),
+            store: Arc::new(
+                FsStore::new(data)
+                    .with_faults(queues.storage_faults())
+                    .with_max_partition_value_bytes(settings.partition_value_max_bytes),
+            ),
             archive: settings.archive.then(|| {
                 Arc::new(FsArchive::new(data).with_faults(queues.storage_faults()))
                     as Arc<dyn ArchiveAppend>
@@ -138,7 +145,7 @@ impl Pipeline {
         sdk: &aws_config::SdkConfig,
         poll_wait: Duration,
     ) -> Result<Self, SettingsError> {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let sqs = sparklake_aws::sqs_client(sdk);
         let queue = |url: &str, name: &str| SqsWorkQueue {
             queue: SqsQueue::new(sqs.clone(), url)
                 .with_max_message_bytes(aws.max_message_bytes)
@@ -173,14 +180,15 @@ impl Pipeline {
             bucket,
             &aws.prefix,
             aws.encryption.clone(),
-        );
+        )
+        .with_max_partition_value_bytes(settings.partition_value_max_bytes);
         let archive = aws
             .archive_stream
             .as_ref()
             .filter(|_| settings.archive)
             .map(|stream| {
                 Arc::new(FirehoseArchive::new(
-                    aws_sdk_firehose::Client::new(sdk),
+                    sparklake_aws::firehose_client(sdk),
                     stream,
                 )) as Arc<dyn ArchiveAppend>
             });
@@ -204,9 +212,13 @@ impl Pipeline {
         totals.merge(metrics);
     }
 
-    /// The numbers recorded since the last call, which starts a new interval.
+    /// The numbers recorded since the last call, which starts a new interval (with the AWS
+    /// SDK's retries of the interval).
     pub fn take_metrics(&self) -> Metrics {
-        std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
+        let mut metrics =
+            std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()));
+        metrics.retries += sparklake_aws::observe::take_retries();
+        metrics
     }
 
     /// The ingest handler over this pipeline's queue and quarantine.

@@ -111,6 +111,7 @@ impl StorageFaults {
 pub struct FsStore {
     root: PathBuf,
     faults: StorageFaults,
+    max_partition_value_bytes: Option<usize>,
 }
 
 impl FsStore {
@@ -118,12 +119,20 @@ impl FsStore {
         Self {
             root: root.into(),
             faults: StorageFaults::default(),
+            max_partition_value_bytes: None,
         }
     }
 
     /// Notes storage faults of this store's writes in `faults`.
     pub fn with_faults(mut self, faults: StorageFaults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Shortens partition values longer than this in the writer's keys
+    /// ([`ObjectPut::max_partition_value_bytes`]).
+    pub fn with_max_partition_value_bytes(mut self, max: Option<usize>) -> Self {
+        self.max_partition_value_bytes = max;
         self
     }
 
@@ -147,6 +156,10 @@ impl ObjectPut for FsStore {
         let written = write_atomic_blocking(path, body).await;
         self.faults.observe(&written);
         written.map_err(|e| PortError::new("local object put", e))
+    }
+
+    fn max_partition_value_bytes(&self) -> Option<usize> {
+        self.max_partition_value_bytes
     }
 }
 

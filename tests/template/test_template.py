@@ -443,6 +443,7 @@ def test_function_environments(resources):
     assert fanout["SPARKLAKE_ARCHIVE_STREAM"] == {"Fn::If": ["RawArchive", {"Ref": "RawArchiveStream"}, {"Ref": "AWS::NoValue"}]}
     writer = props(resources, "WriterFunction")["Environment"]["Variables"]
     assert writer["SPARKLAKE_BUCKET"] == {"Ref": "DataBucket"}
+    assert writer["SPARKLAKE_PARTITION_VALUE_MAX_BYTES"] == {"Ref": "PartitionValueMaxBytes"}
     for env in (ingest, writer):
         assert env["SPARKLAKE_S3_SSE"] == {"Fn::If": ["HasKms", "aws:kms", {"Ref": "AWS::NoValue"}]}
         assert env["SPARKLAKE_S3_KMS_KEY_ID"] == {"Fn::If": ["HasKms", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}

@@ -18,7 +18,7 @@ use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
-use sparklake_core::partition::{Format, Partition, content_name, object_key};
+use sparklake_core::partition::{Format, Partition, content_name, object_key_within};
 use sparklake_core::ports::{ObjectPut, PortError};
 use sparklake_core::schema::Row;
 use tracing::{error, info, info_span, warn};
@@ -179,7 +179,12 @@ impl Writer<'_> {
         let name = content_name(group.message_ids.iter().copied());
         let mut keys = Vec::with_capacity(2);
         for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
-            let key = object_key(format, partition, &name);
+            let key = object_key_within(
+                format,
+                partition,
+                &name,
+                self.store.max_partition_value_bytes(),
+            );
             self.store
                 .put(&key, Bytes::from(body), format.content_type())
                 .await?;

@@ -20,7 +20,8 @@ async fn main() -> Result<(), Error> {
         bucket,
         &settings.prefix,
         settings.encryption.clone(),
-    );
+    )
+    .with_max_partition_value_bytes(settings.partition_value_max_bytes);
     let parquet = ParquetEncoder::default();
     let writer = Writer {
         store: &store,
