@@ -33,6 +33,10 @@ pub fn check_body(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
             check_batch(batch);
         }
         (Err(e), None) => check_error(body, e),
+        // A number beyond f64 (`1e999`) is JSON the envelope reads past; the tree cannot hold it.
+        (Ok(batch), None) if std::str::from_utf8(body).is_ok_and(J::out_of_range) => {
+            check_batch(batch);
+        }
         _ => panic!("validate and the reference disagree: {verdict:?} vs {expected:?}"),
     }
     verdict
@@ -72,7 +76,13 @@ pub fn check_batch(batch: &Batch<'_>) {
 
     // Each element is exactly one JSON value, the one the reference read there.
     for element in &batch.elements {
-        let tree = J::parse(element.raw).expect("an element's raw text is JSON");
+        let Some(tree) = J::parse(element.raw) else {
+            assert!(
+                J::out_of_range(element.raw),
+                "an element's raw text is not JSON"
+            );
+            continue;
+        };
         assert_eq!(
             reference::head(&tree),
             Some(owned_head(element.head.as_ref())),
@@ -266,7 +276,9 @@ fn has_duplicate<'k>(keys: impl Iterator<Item = &'k str>, known: &dyn Fn(&str) -
 
 /// The drift rules, restated on the reference tree: what each column must hold.
 fn check_fields(row: &Row<'_>) {
-    let tree = J::parse(row.event.raw).expect("JSON");
+    let Some(tree) = J::parse(row.event.raw) else {
+        return; // a number beyond f64: see `J::out_of_range`
+    };
     let J::Obj(element) = &tree else {
         panic!("element is not an object")
     };

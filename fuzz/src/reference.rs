@@ -79,6 +79,15 @@ impl J {
         serde_json::from_str(text).ok()
     }
 
+    /// Whether the text fails to read as a tree only because a number is outside f64's range
+    /// (`1e999`): still JSON by the grammar, which the envelope (reading only the keys it needs)
+    /// accepts, so the reference cannot judge it.
+    pub fn out_of_range(text: &str) -> bool {
+        serde_json::from_str::<J>(text)
+            .err()
+            .is_some_and(|e| e.to_string().starts_with("number out of range"))
+    }
+
     fn obj(&self) -> Option<&[(String, J)]> {
         match self {
             J::Obj(pairs) => Some(pairs),
