@@ -125,15 +125,15 @@ impl Metrics {
             .oldest_event_age_seconds(now_millis)
             .map_or("-".to_owned(), |s| format!("{s:.0}s"));
         format!(
-            "batches {} bytes {} events {} rejected {} failures {} retries {} objects {} rows {} oldest-event-age {age}",
+            "batches {} bytes {} events {} rejected {} failures {} objects {} rows {} oldest-event-age {age} retries {}",
             self.batches,
             self.bytes,
             self.events(),
             self.rejected,
             self.failures,
-            self.retries,
             self.objects_written(),
-            self.rows_written()
+            self.rows_written(),
+            self.retries,
         )
     }
 }
