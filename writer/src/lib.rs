@@ -173,7 +173,7 @@ impl Writer<'_> {
         &self,
         partition: &Partition<'_>,
         group: &Group<'_>,
-        bodies: Result<(Vec<u8>, Vec<u8>), EncodeError>,
+        bodies: Encoded,
     ) -> Result<Vec<String>, WriteError> {
         let (parquet, csv) = bodies?;
         let name = content_name(group.message_ids.iter().copied());
@@ -195,19 +195,19 @@ impl Writer<'_> {
     }
 }
 
+/// One group's objects, encoded: (Parquet, CSV).
+type Encoded = Result<(Vec<u8>, Vec<u8>), EncodeError>;
+
 /// How many objects a batch stores at once.
 const PUT_CONCURRENCY: usize = 8;
 
 /// Encodes every group as (Parquet, CSV), the 2 × groups encodings spread over the machine's
 /// cores (a Lambda function gets more than one vCPU from 1,769 MB; locally, every core).
-fn encode_all(
-    parquet: &ParquetEncoder,
-    groups: &[(Partition<'_>, Group<'_>)],
-) -> Vec<Result<(Vec<u8>, Vec<u8>), EncodeError>> {
+fn encode_all(parquet: &ParquetEncoder, groups: &[(Partition<'_>, Group<'_>)]) -> Vec<Encoded> {
     let jobs = groups.len() * 2;
     let encode = |job: usize| {
         let rows = &groups[job / 2].1.rows;
-        if job % 2 == 0 {
+        if job.is_multiple_of(2) {
             parquet.encode(rows)
         } else {
             encode_csv(rows)
