@@ -6,8 +6,9 @@
 //! server is stopped with SIGTERM, and every event answered 200 must be in S3's Parquet.
 //!
 //! `SPARKLAKE_FAULTS_EVENTS` (default 5 000), `SPARKLAKE_FAULTS_RATE` (default 0.1, per service),
-//! `SPARKLAKE_FAULTS_SEED` (default 1); `SPARKLAKE_FAULTS_REPORT=FILE` writes the figures as
-//! JSON. The long run (figures in docs/reliability-aws.md):
+//! `SPARKLAKE_FAULTS_SEED` (default 1), `SPARKLAKE_FAULTS_BACKLOG` (default 400: clients hold off
+//! while more messages wait, as the emulator's SQS slows down with depth);
+//! `SPARKLAKE_FAULTS_REPORT=FILE` writes the figures as JSON. The long run (figures in docs/reliability-aws.md):
 //! `SPARKLAKE_FAULTS_EVENTS=100000 scripts/test.sh` or, with moto already started,
 //! `SPARKLAKE_FAULTS_EVENTS=100000 cargo test -p sparklake --test aws_faults -- --nocapture`.
 #![allow(clippy::unwrap_used)]
