@@ -14,10 +14,6 @@ use serde_json::value::RawValue;
 
 /// Nesting deeper than this is refused: SparkPost's own events nest five levels.
 pub const MAX_DEPTH: usize = 64;
-/// An event `type` longer than this is refused: SparkPost's longest is 20 bytes, and the type
-/// names a folder (`event_type=<type, %XX-escaped>`) that must stay within a file name's 255
-/// bytes and an S3 key's 1024, or every write of it would fail and dead-letter.
-pub const MAX_TYPE_BYTES: usize = 64;
 
 /// A validated webhook body, borrowing from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,12 +389,6 @@ impl<'de> Visitor<'de> for ClassSeed<'_> {
                 let Str(t) = map.next_value().map_err(|_: A::Error| {
                     de::Error::custom(format_args!("`{}.type` is not a string", self.class))
                 })?;
-                if t.len() > MAX_TYPE_BYTES {
-                    return Err(de::Error::custom(format_args!(
-                        "`{}.type` is longer than {MAX_TYPE_BYTES} bytes",
-                        self.class
-                    )));
-                }
                 event_type = Some(t);
             } else {
                 map.next_value::<IgnoredAny>()?;
