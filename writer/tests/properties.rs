@@ -376,35 +376,12 @@ fn parquet_rows(bytes: &Bytes) -> Vec<BTreeMap<String, Cell>> {
     rows
 }
 
-/// JSON text without its insignificant whitespace (outside strings), key order and escapes
-/// untouched.
-fn without_whitespace(json: &str) -> String {
-    let mut out = String::new();
-    let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if c.is_ascii_whitespace() {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// What a cell must look like in CSV.
 fn csv_form(kind: Kind, cell: Option<&Cell>) -> String {
     match (kind, cell) {
         (_, None) => String::new(),
-        (Kind::Json, Some(Cell::Text(t))) => without_whitespace(t),
+        // JSON on one line: a CR or LF (only ever whitespace between tokens) becomes a space.
+        (Kind::Json, Some(Cell::Text(t))) => t.replace(['\r', '\n'], " "),
         (_, Some(Cell::Text(t))) => t.replace('\r', "\\r").replace('\n', "\\n"),
         (_, Some(Cell::Int(i))) => i.to_string(),
         (_, Some(Cell::Float(f))) => f.to_string(),
