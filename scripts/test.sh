@@ -3,7 +3,7 @@
 # its wiring tests), the day-one queries in DuckDB and the operator scripts, then every Rust test
 # with the AWS tests against moto's server on a free 127.0.0.1 port, then a short smoke of the
 # fuzz targets (scripts/fuzz.sh --smoke: build, replay fuzz/corpus, 20 s per target). The long
-# fuzz run (10 million inputs, about an hour) is separate: `scripts/fuzz.sh --long`, results in
+# fuzz run (10 million inputs, hours) is separate: `scripts/fuzz.sh --long`, results in
 # fuzz/README.md.
 # Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
 # cfn-lint, aws-sam-cli, duckdb, pytest) goes into a cached virtualenv, ~/.cache/sparklake/venv.
