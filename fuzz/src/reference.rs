@@ -127,8 +127,12 @@ pub fn head(element: &J) -> Option<Head> {
         [one] => one,
         _ => return None,
     };
-    // The first `type` decides; later ones are ignored like any other key.
-    let (_, event_type) = body.obj()?.iter().find(|(k, _)| k == "type")?;
+    // Exactly one `type`: two make the event ambiguous and are refused.
+    let mut types = body.obj()?.iter().filter(|(k, _)| k == "type");
+    let (_, event_type) = types.next()?;
+    if types.next().is_some() {
+        return None;
+    }
     match event_type {
         J::Str(t) if !t.is_empty() => Some(Some((class.clone(), t.clone()))),
         _ => None,
