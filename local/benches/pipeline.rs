@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::Fanout;
+use sparklake::bench::Collect;
 use sparklake::generate::Generator;
 use sparklake_core::encode::{ParquetEncoder, encode_csv, to_record_batch};
 use sparklake_core::envelope;
@@ -48,21 +49,6 @@ struct NullStore;
 impl ObjectPut for NullStore {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), PortError> {
         black_box((key, body));
-        Ok(())
-    }
-}
-
-/// Keeps what it is sent, as the events queue would.
-struct Collect(std::sync::Mutex<Vec<OutboundMessage>>);
-
-#[async_trait]
-impl QueueSend for Collect {
-    fn max_message_bytes(&self) -> usize {
-        262_144
-    }
-
-    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
-        self.0.lock().expect("lock").extend(messages);
         Ok(())
     }
 }
@@ -167,7 +153,7 @@ fn writer_call(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let queue = Collect(std::sync::Mutex::new(Vec::new()));
+    let queue = Collect::new(262_144);
     let fanout = Fanout {
         events: &queue,
         routes: &[],
@@ -185,9 +171,7 @@ fn writer_call(c: &mut Criterion) {
     let outcome = runtime.block_on(fanout.handle(std::slice::from_ref(&input)));
     assert!(outcome.failed.is_empty());
     let messages: Vec<InboundMessage> = queue
-        .0
-        .into_inner()
-        .expect("lock")
+        .into_sent()
         .into_iter()
         .enumerate()
         .map(|(i, m)| InboundMessage {

@@ -21,10 +21,24 @@ use writer::Writer;
 use crate::pipeline::now_millis;
 use crate::store::FsStore;
 
-/// Keeps what fanout sends, as the events queue would.
-struct Collect {
+/// Keeps what fanout sends, as the events queue would (also used by the criterion benches).
+pub struct Collect {
     max_bytes: usize,
     sent: Mutex<Vec<OutboundMessage>>,
+}
+
+impl Collect {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What was sent, in order.
+    pub fn into_sent(self) -> Vec<OutboundMessage> {
+        self.sent.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[async_trait]
@@ -48,10 +62,7 @@ pub async fn bench_writer(
     batch_events: usize,
     files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let queue = Collect {
-        max_bytes: 256 * 1024,
-        sent: Mutex::new(Vec::new()),
-    };
+    let queue = Collect::new(256 * 1024);
     let fanout = Fanout {
         events: &queue,
         routes: &[],
@@ -75,7 +86,7 @@ pub async fn bench_writer(
             file.display()
         );
     }
-    let sent = queue.sent.into_inner().unwrap_or_else(|p| p.into_inner());
+    let sent = queue.into_sent();
     let mut batches: Vec<Vec<InboundMessage>> = vec![Vec::new()];
     let mut in_batch = 0;
     let mut events = 0;
