@@ -139,12 +139,13 @@ pub fn now_millis() -> i64 {
 pub fn emit_metrics(metrics: &sparklake_core::metrics::Metrics, function: &str) {
     let namespace =
         std::env::var("SPARKLAKE_METRICS_NAMESPACE").unwrap_or_else(|_| "Sparklake".to_owned());
-    let mut metrics = metrics.clone();
     // The SDK's retries, counted by the clients' interceptor (none without the SDK).
     #[cfg(feature = "sdk")]
-    {
+    let metrics = &{
+        let mut metrics = metrics.clone();
         metrics.retries += observe::take_retries();
-    }
+        metrics
+    };
     for line in metrics.to_emf(&namespace, function, now_millis()) {
         println!("{line}");
     }
