@@ -1,5 +1,5 @@
 //! Valid JSON with odd values is accepted and written with the exact text in `raw`, each typed
-//! column holding the value or null, never a wrong one (SECURITY.md's decision table): numbers
+//! column holding the value or null, never a wrong one (RELIABILITY.md's decision table): numbers
 //! beyond i64 or f64, NaN-like strings, huge integers in text columns, escaped NULs, lone
 //! surrogates, a byte order mark. And the shapes that make an event ambiguous are refused.
 #![allow(clippy::unwrap_used)]

@@ -7,7 +7,7 @@
 //! a secret timed in turn, round after round, so drift from other load on the machine hits all
 //! of them alike; the median per attempt), then criterion's per-case statistics.
 //! `cargo test -p ingest --benches` runs each criterion case once as a smoke test. The figures
-//! are in SECURITY.md.
+//! are in BENCHMARKS.md ("Credential check timing").
 
 use std::hint::black_box;
 use std::time::Duration;

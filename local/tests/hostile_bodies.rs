@@ -1,4 +1,4 @@
-//! Hostile bodies: each gets a deliberate answer (the decision table in SECURITY.md), and the
+//! Hostile bodies: each gets a deliberate answer (the decision table in RELIABILITY.md), and the
 //! service stays up. Structurally invalid or ambiguous batches → 400 naming the problem, kept in
 //! the quarantine byte for byte; valid JSON with odd values → 200, written with the exact text
 //! in `raw` (the typed columns are checked in core/tests/hostile_values.rs); too large → 413,

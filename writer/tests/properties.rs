@@ -9,7 +9,7 @@
 //! Expected values come from the generator's own model, not from the event parser.
 //! `SPARKLAKE_PROPTEST_CASES` (default 16) sets the number of batches.
 //!
-//! What CSV cannot carry, measured here and stated in README/SECURITY.md: a line break in text
+//! What CSV cannot carry, measured here and stated in README/RELIABILITY.md: a line break in text
 //! is written as the two characters `\n` (`\r`), so text that held a backslash followed by `n`
 //! reads back the same as text that held a line break; an empty string and a null are both an
 //! empty field. Parquet and the `raw` column keep both apart.
@@ -286,7 +286,7 @@ fn build(index: usize, generated: (usize, Vec<Member>, Option<String>, [&str; 4]
     let mut seen = std::collections::BTreeSet::new();
     for (key, json, cells) in members {
         if !seen.insert(key.clone()) {
-            continue; // A key once: duplicates are a separate decision (SECURITY.md).
+            continue; // A key once: duplicates are a separate decision (RELIABILITY.md).
         }
         body.push(format!("\"{key}\"{w1}:{w2}{json}"));
         columns.extend(cells);
