@@ -314,8 +314,11 @@ fn check_fields(row: &Row<'_>) {
         );
     }
     for name in INT_FIELDS {
-        let expected = lookup(name).and_then(int_of);
-        assert_eq!(column(row, name), Value::Int(expected), "int field {name}");
+        assert_int(
+            column(row, name),
+            lookup(name),
+            &format!("int field {name}"),
+        );
     }
     for name in JSON_FIELDS {
         let got = match column(row, name) {
@@ -377,21 +380,93 @@ fn text_of(v: &J) -> Option<String> {
     }
 }
 
-fn int_of(v: &J) -> Option<i64> {
-    let integral =
-        |f: f64| (f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0).then_some(f as i64);
-    match v {
-        J::I(i) => Some(*i),
-        J::U(u) => i64::try_from(*u).ok().or_else(|| integral(*u as f64)),
-        J::F(f) => integral(*f),
-        J::Str(s) => {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(integral))
+/// An integer column against the tree's value. The column reads a number's exact text as a
+/// decimal (`12.0` and `1.2e1` are 12; a nonzero fraction or a value beyond i64 is null). A
+/// string keeps its text, so it is read here exactly too (`exact_int`); a JSON number that is
+/// not an integer reaches the tree as an f64, which cannot always restate the text: then only
+/// what the f64 settles is checked.
+fn assert_int(got: Value<'_>, source: Option<&J>, what: &str) {
+    let Value::Int(got) = got else {
+        panic!("{what} is {got:?}");
+    };
+    match source {
+        Some(J::I(i)) => assert_eq!(got, Some(*i), "{what}"),
+        Some(J::U(u)) => assert_eq!(got, i64::try_from(*u).ok(), "{what}"),
+        Some(J::Str(s)) => assert_eq!(got, exact_int(s.trim()), "{what}: {s:?}"),
+        Some(J::F(f)) if f.fract() != 0.0 || !f.is_finite() => {
+            // A nearest f64 with a fraction means the decimal has one too.
+            assert_eq!(got, None, "{what}: {f}");
         }
-        J::Bool(_) | J::Null | J::Arr(_) | J::Obj(_) => None,
+        Some(J::F(f)) => {
+            // An integral f64: the text was that integer (or rounds to it, as a text with more
+            // digits than an f64 holds may): the integer itself, or null.
+            if let Some(i) = got {
+                assert!(i as f64 == *f, "{what}: {i} read from a number near {f}");
+            }
+        }
+        Some(J::Bool(_) | J::Null | J::Arr(_) | J::Obj(_)) | None => {
+            assert_eq!(got, None, "{what}")
+        }
     }
+}
+
+/// A decimal number's text as an exact integer, by moving its decimal point: `[+-]digits[.digits]
+/// [e[+-]digits]` with at least one digit before the exponent; `None` for anything else, a
+/// nonzero fraction, or a value outside i64.
+fn exact_int(text: &str) -> Option<i64> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((m, e)) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (m, e)
+        }
+        None => (rest, "0"),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    // An exponent beyond i64 is refused as such, even on a zero.
+    let exponent: i64 = exponent.parse().ok()?;
+    let digits: String = format!("{whole}{fraction}");
+    if digits.bytes().all(|b| b == b'0') {
+        return Some(0);
+    }
+    // Where the decimal point falls in `digits` once the exponent is applied.
+    let point = i64::try_from(whole.len()).ok()?.checked_add(exponent)?;
+    let len = i64::try_from(digits.len()).ok()?;
+    let (integer, fraction) = if point <= 0 {
+        (String::new(), digits.clone())
+    } else if point >= len {
+        let zeros = usize::try_from(point - len).ok()?;
+        if zeros > 40 {
+            return None; // beyond i64 whatever the digits
+        }
+        (format!("{digits}{}", "0".repeat(zeros)), String::new())
+    } else {
+        let at = usize::try_from(point).ok()?;
+        (digits[..at].to_owned(), digits[at..].to_owned())
+    };
+    if fraction.bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let integer = integer.trim_start_matches('0');
+    if integer.is_empty() {
+        return Some(0);
+    }
+    let signed = if negative {
+        format!("-{integer}")
+    } else {
+        integer.to_owned()
+    };
+    signed.parse::<i64>().ok()
 }
 
 /// The CSV reads back as one record per row with every column, and no field holds a raw line
@@ -429,5 +504,42 @@ pub fn check_csv(rows: &[Row<'_>]) {
             J::parse(row.event.raw),
             "the raw column is not the element"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_int;
+
+    #[test]
+    fn exact_int_moves_the_decimal_point() {
+        for (text, want) in [
+            ("12", Some(12)),
+            ("+12", Some(12)),
+            ("-0", Some(0)),
+            ("12.0", Some(12)),
+            ("1.2e1", Some(12)),
+            ("1200e-2", Some(12)),
+            ("10e-1", Some(1)),
+            (".5e1", Some(5)),
+            ("5.", Some(5)),
+            ("1.5", None),
+            ("1.00000000000000001", None),
+            ("-6.496784707109615e18", Some(-6_496_784_707_109_615_000)),
+            ("9223372036854775807.0", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("1e19", None),
+            ("0e99999999999999999999", None),
+            ("0.0e-5", Some(0)),
+            ("1e", None),
+            ("e5", None),
+            (".", None),
+            ("0x10", None),
+            ("+-1", None),
+            ("NaN", None),
+        ] {
+            assert_eq!(exact_int(text), want, "{text}");
+        }
     }
 }
