@@ -2,9 +2,11 @@
 # The project's test command: formatting and lints, the SAM template (cfn-lint, sam validate,
 # its wiring tests), the day-one queries in DuckDB and the operator scripts, then every Rust test
 # with the AWS tests against moto's server on a free 127.0.0.1 port, then a short smoke of the
-# fuzz targets (scripts/fuzz.sh --smoke: build, replay fuzz/corpus, 20 s per target). The long
-# fuzz run (10 million inputs, hours) is separate: `scripts/fuzz.sh --long`, results in
-# fuzz/README.md.
+# fuzz targets (scripts/fuzz.sh --smoke: build, replay fuzz/corpus, 20 s per target).
+# Long runs only when asked: SPARKLAKE_FUZZ_LONG=1 runs `scripts/fuzz.sh --long` (10 million
+# inputs, hours; results in fuzz/README.md) in place of the smoke, SPARKLAKE_LOAD=1 the load test
+# (scripts/load; results in BENCHMARKS.md), SPARKLAKE_CRASH_ROUNDS / SPARKLAKE_FAULTS_EVENTS the
+# longer crash and fault runs (RELIABILITY.md).
 # Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
 # cfn-lint, aws-sam-cli, duckdb, pytest) goes into a cached virtualenv, ~/.cache/sparklake/venv.
 set -euo pipefail
@@ -59,9 +61,15 @@ if [[ "${SPARKLAKE_LOAD:-}" == 1 ]]; then
   echo "== scripts/load"
   scripts/load
 fi
-# Coverage-guided fuzzing, smoke only (its output stays out of the counts below).
-echo "== fuzz (smoke)"
-scripts/fuzz.sh --smoke
+# Coverage-guided fuzzing (its output stays out of the counts below): a smoke, or the long run
+# when asked.
+if [[ "${SPARKLAKE_FUZZ_LONG:-}" == 1 ]]; then
+  echo "== fuzz (long)"
+  scripts/fuzz.sh --long
+else
+  echo "== fuzz (smoke)"
+  scripts/fuzz.sh --smoke
+fi
 # One closing line over every test binary (cargo prints one per binary, doc-tests last) and the
 # template tests (pytest's closing line, e.g. "38 passed, 1 skipped in 1.0s").
 awk 'FILENAME == ARGV[1] {

@@ -407,8 +407,11 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     // A clean stop: everything accepted is in Parquet and CSV, nothing waits or is dead.
     let out = server.terminate();
     let want = identities(&accepted);
-    let parquet: BTreeSet<Identity> = lake::parquet_identities(&out).into_iter().collect();
-    let csv: BTreeSet<Identity> = lake::csv_identities(&out).into_iter().collect();
+    let parquet_rows = lake::parquet_identities(&out);
+    let csv_rows = lake::csv_identities(&out);
+    let parquet: BTreeSet<&Identity> = parquet_rows.iter().collect();
+    let csv: BTreeSet<&Identity> = csv_rows.iter().collect();
+    let want: BTreeSet<&Identity> = want.iter().collect();
     assert!(
         want.is_subset(&parquet),
         "accepted events missing from Parquet"
@@ -424,9 +427,11 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
         assert_eq!(counts, QueueCounts::default(), "queue {name}");
     }
     println!(
-        "  events accepted {}, distinct in Parquet {}, in CSV {}; queues empty, nothing dead-lettered",
+        "  events accepted {}; Parquet {} rows, {} distinct; CSV {} rows, {} distinct; queues empty, nothing dead-lettered",
         want.len(),
+        parquet_rows.len(),
         parquet.len(),
+        csv_rows.len(),
         csv.len()
     );
     let logged = std::fs::read_to_string(&log).expect("log");
