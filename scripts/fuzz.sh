@@ -139,12 +139,17 @@ case "$mode" in
         rm -rf "$min" && mkdir -p "$min"
         "$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release/$t" -set_cover_merge=1 \
           -rss_limit_mb=1024 -max_len=65536 "$min" "$work/corpus/$t" >"$work/$t.cmin.log" 2>&1
+        # Inputs that found something (`regression-*`) stay whatever the set cover keeps.
+        keep="$(mktemp -d)"
+        cp "fuzz/corpus/$t"/regression-* "$keep/" 2>/dev/null || true
         rm -rf "fuzz/corpus/$t" && mkdir -p "fuzz/corpus/$t"
         cp "$min"/* "fuzz/corpus/$t/"
+        cp "$keep"/* "fuzz/corpus/$t/" 2>/dev/null || true
+        rm -rf "$keep"
         # What is committed stays small: inputs over 8 KiB are left to the working corpus (the
         # fixtures, 21 KB and under, seed every run anyway).
         find "fuzz/corpus/$t" -type f -size +8k -delete
-        echo "$t corpus: $(ls "fuzz/corpus/$t" | wc -l) files, $(du -sh "fuzz/corpus/$t" | cut -f1)" | tee -a "$out"
+        echo "$t corpus: $(ls "fuzz/corpus/$t" | wc -l) files, $(du -sh --apparent-size "fuzz/corpus/$t" | cut -f1)" | tee -a "$out"
       fi
     done
     echo "== figures in $out"
