@@ -144,11 +144,11 @@ case "$mode" in
         cp "fuzz/corpus/$t"/regression-* "$keep/" 2>/dev/null || true
         rm -rf "fuzz/corpus/$t" && mkdir -p "fuzz/corpus/$t"
         cp "$min"/* "fuzz/corpus/$t/"
-        cp "$keep"/* "fuzz/corpus/$t/" 2>/dev/null || true
-        rm -rf "$keep"
         # What is committed stays small: inputs over 8 KiB are left to the working corpus (the
         # fixtures, 21 KB and under, seed every run anyway).
         find "fuzz/corpus/$t" -type f -size +8k -delete
+        cp "$keep"/* "fuzz/corpus/$t/" 2>/dev/null || true
+        rm -rf "$keep"
         echo "$t corpus: $(ls "fuzz/corpus/$t" | wc -l) files, $(du -sh --apparent-size "fuzz/corpus/$t" | cut -f1)" | tee -a "$out"
       fi
     done

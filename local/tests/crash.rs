@@ -10,6 +10,7 @@
 //! RELIABILITY.md.
 
 mod lake;
+mod process;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;

@@ -11,6 +11,7 @@
 //! by itself, without a restart, once the space or the write access is back.
 
 mod lake;
+mod process;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -101,12 +102,8 @@ impl Boxed {
                 .expect("read");
             if let Some(p) = line.strip_prefix("serve pid ") {
                 pid = p.trim().parse().ok();
-            } else if let Some(a) = line
-                .trim()
-                .strip_prefix("sparklake listening on http://")
-                .and_then(|a| a.strip_suffix('/'))
-            {
-                addr = Some(a.to_owned());
+            } else if let Some(a) = process::listening_addr(&line) {
+                addr = Some(a);
             } else {
                 panic!("unexpected output {line:?}");
             }
@@ -194,8 +191,8 @@ impl Boxed {
     }
 
     fn terminate(mut self) -> PathBuf {
-        lake::signal(self.pid, "TERM");
-        lake::wait_success(&mut self.wrapper, "serve (and the copy of its data folder)");
+        process::signal(self.pid, "TERM");
+        process::wait_success(&mut self.wrapper, "serve (and the copy of its data folder)");
         self.out
     }
 }
@@ -408,10 +405,11 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     let out = server.terminate();
     let want = identities(&accepted);
     let parquet_rows = lake::parquet_identities(&out);
+    let parquet_count = parquet_rows.len();
+    let parquet: BTreeSet<Identity> = parquet_rows.into_iter().collect();
     let csv_rows = lake::csv_identities(&out);
-    let parquet: BTreeSet<&Identity> = parquet_rows.iter().collect();
-    let csv: BTreeSet<&Identity> = csv_rows.iter().collect();
-    let want: BTreeSet<&Identity> = want.iter().collect();
+    let csv_count = csv_rows.len();
+    let csv: BTreeSet<Identity> = csv_rows.into_iter().collect();
     assert!(
         want.is_subset(&parquet),
         "accepted events missing from Parquet"
@@ -429,9 +427,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     println!(
         "  events accepted {}; Parquet {} rows, {} distinct; CSV {} rows, {} distinct; queues empty, nothing dead-lettered",
         want.len(),
-        parquet_rows.len(),
+        parquet_count,
         parquet.len(),
-        csv_rows.len(),
+        csv_count,
         csv.len()
     );
     let logged = std::fs::read_to_string(&log).expect("log");

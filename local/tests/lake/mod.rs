@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::process::{listening_addr, signal, wait_success};
 
 use arrow::array::{Array as _, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -94,12 +96,8 @@ impl Server {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("sparklake listening on http://")
-            .and_then(|a| a.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let addr =
+            listening_addr(&line).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         Self { child, addr }
     }
 
@@ -113,28 +111,6 @@ impl Server {
     pub fn terminate(mut self) {
         signal(self.child.id(), "TERM");
         wait_success(&mut self.child, "serve");
-    }
-}
-
-/// Sends `kill -<name> <pid>`.
-pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
-/// Waits for `child` to exit 0; fails after two minutes.
-pub fn wait_success(child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "{what} exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not exit");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -57,12 +57,7 @@ fn start_inner(
     reader
         .read_line(&mut line)
         .expect("read the listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("sparklake listening on http://")
-        .and_then(|a| a.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = listening_addr(&line).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let mut sink: Box<dyn std::io::Write + Send> = match capture {
         Some(path) => {
             let mut file = std::fs::File::create(path).expect("stdout capture");
@@ -78,24 +73,39 @@ fn start_inner(
     (child, addr)
 }
 
+/// The address in `serve`'s first line of output (`sparklake listening on http://ADDR/`).
+pub fn listening_addr(line: &str) -> Option<String> {
+    line.trim()
+        .strip_prefix("sparklake listening on http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .map(str::to_owned)
+}
+
 /// SIGTERM, then a bounded wait for a clean exit (a hung drain fails instead of hanging CI).
 pub fn terminate(mut child: Child) {
+    signal(child.id(), "TERM");
+    wait_success(&mut child, "serve (after SIGTERM)");
+}
+
+/// Sends `kill -<name> <pid>`.
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
-        .expect("kill -TERM");
-    assert!(status.success());
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Waits for `child` to exit 0; fails after two minutes.
+pub fn wait_success(child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "serve exited with {status} after SIGTERM");
+            assert!(status.success(), "{what} exited with {status}");
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
