@@ -54,21 +54,43 @@ fn attempts(secret: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn bench_bearer(c: &mut Criterion) {
-    let mut group = c.benchmark_group("bearer");
-    for len in [16usize, 64, 1024] {
-        let token = secret(len);
-        let config = config(&[
+/// The configuration of `mode` ("bearer" or "header") with `secret` as its one credential.
+fn mode_config(mode: &str, secret: &str) -> IngestConfig {
+    match mode {
+        "bearer" => config(&[
             ("SPARKLAKE_AUTH", "bearer"),
-            ("SPARKLAKE_BEARER_TOKENS", &token),
-        ]);
-        for (name, attempt) in attempts(&token) {
-            let mut headers = HeaderMap::new();
-            let value = HeaderValue::from_str(&format!("Bearer {attempt}")).expect("ascii");
-            headers.insert(http::header::AUTHORIZATION, value);
+            ("SPARKLAKE_BEARER_TOKENS", secret),
+        ]),
+        _ => config(&[
+            ("SPARKLAKE_AUTH", "header"),
+            ("SPARKLAKE_HEADER_NAME", "x-webhook-secret"),
+            ("SPARKLAKE_HEADER_VALUE", secret),
+        ]),
+    }
+}
+
+/// The request headers presenting `attempt` in `mode`.
+fn attempt_headers(mode: &str, attempt: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if mode == "bearer" {
+        let value = HeaderValue::from_str(&format!("Bearer {attempt}")).expect("ascii");
+        headers.insert(http::header::AUTHORIZATION, value);
+    } else {
+        let value = HeaderValue::from_str(attempt).expect("ascii");
+        headers.insert("x-webhook-secret", value);
+    }
+    headers
+}
+
+fn bench_mode(c: &mut Criterion, mode: &str) {
+    let mut group = c.benchmark_group(mode);
+    for len in [16usize, 64, 1024] {
+        let value = secret(len);
+        let config = mode_config(mode, &value);
+        for (name, attempt) in attempts(&value) {
             group.bench_with_input(
                 BenchmarkId::new(format!("secret {len} B"), name),
-                &headers,
+                &attempt_headers(mode, &attempt),
                 |b, h| {
                     b.iter(|| black_box(config.auth.check(black_box(h)).is_ok()));
                 },
@@ -78,31 +100,12 @@ fn bench_bearer(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_bearer(c: &mut Criterion) {
+    bench_mode(c, "bearer");
+}
+
 fn bench_header(c: &mut Criterion) {
-    let mut group = c.benchmark_group("header");
-    for len in [16usize, 64, 1024] {
-        let value = secret(len);
-        let config = config(&[
-            ("SPARKLAKE_AUTH", "header"),
-            ("SPARKLAKE_HEADER_NAME", "x-webhook-secret"),
-            ("SPARKLAKE_HEADER_VALUE", &value),
-        ]);
-        for (name, attempt) in attempts(&value) {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                "x-webhook-secret",
-                HeaderValue::from_str(&attempt).expect("ascii"),
-            );
-            group.bench_with_input(
-                BenchmarkId::new(format!("secret {len} B"), name),
-                &headers,
-                |b, h| {
-                    b.iter(|| black_box(config.auth.check(black_box(h)).is_ok()));
-                },
-            );
-        }
-    }
-    group.finish();
+    bench_mode(c, "header");
 }
 
 /// Median ns per check of each attempt, timed in interleaved rounds; printed as a table.
@@ -114,32 +117,10 @@ fn interleaved() {
     for mode in ["bearer", "header"] {
         for len in [16usize, 64, 1024] {
             let value = secret(len);
-            let config = match mode {
-                "bearer" => config(&[
-                    ("SPARKLAKE_AUTH", "bearer"),
-                    ("SPARKLAKE_BEARER_TOKENS", &value),
-                ]),
-                _ => config(&[
-                    ("SPARKLAKE_AUTH", "header"),
-                    ("SPARKLAKE_HEADER_NAME", "x-webhook-secret"),
-                    ("SPARKLAKE_HEADER_VALUE", &value),
-                ]),
-            };
+            let config = mode_config(mode, &value);
             let cases: Vec<(&str, HeaderMap)> = attempts(&value)
                 .into_iter()
-                .map(|(name, attempt)| {
-                    let mut headers = HeaderMap::new();
-                    if mode == "bearer" {
-                        let v = HeaderValue::from_str(&format!("Bearer {attempt}")).expect("ascii");
-                        headers.insert(http::header::AUTHORIZATION, v);
-                    } else {
-                        headers.insert(
-                            "x-webhook-secret",
-                            HeaderValue::from_str(&attempt).expect("ascii"),
-                        );
-                    }
-                    (name, headers)
-                })
+                .map(|(name, attempt)| (name, attempt_headers(mode, &attempt)))
                 .collect();
             let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
             for round in 0..ROUNDS {
