@@ -40,6 +40,11 @@ pub struct AwsSettings {
     /// `SPARKLAKE_PARTITION_VALUE_MAX_BYTES`: partition values longer than this are shortened to
     /// a prefix and a hash in object keys (default 0: off).
     pub partition_value_max_bytes: Option<usize>,
+    /// `SPARKLAKE_GLUE_DATABASE`: the Glue database whose tables project `event_type`; the
+    /// writer adds each new type it writes to them (unset: no catalog to keep in step).
+    pub glue_database: Option<String>,
+    /// `SPARKLAKE_GLUE_TABLES`: those tables, comma-separated (default `events,events_csv`).
+    pub glue_tables: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +124,13 @@ impl AwsSettings {
             max_message_bytes,
             routes,
             partition_value_max_bytes,
+            glue_database: get("SPARKLAKE_GLUE_DATABASE"),
+            glue_tables: get("SPARKLAKE_GLUE_TABLES")
+                .unwrap_or_else(|| "events,events_csv".to_owned())
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
         })
     }
 

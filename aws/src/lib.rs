@@ -8,6 +8,7 @@
 //!   visibility, dead-letter re-drive.
 //! - [`s3`]: an S3 bucket (and prefix) as the object store.
 //! - [`firehose`]: a Firehose delivery stream as the raw archive.
+//! - [`glue`]: the Glue tables' `event_type` projection, kept in step with the types written.
 //! - [`lambda`]: the SQS event a Lambda receives, as the handlers' messages, and its response.
 //! - [`observe`]: every failed SDK attempt logged, every retry counted.
 //! - [`redrive`]: moving a dead-letter queue's messages back to their source.
@@ -19,6 +20,8 @@ pub mod codec;
 pub mod config;
 #[cfg(feature = "sdk")]
 pub mod firehose;
+#[cfg(feature = "sdk")]
+pub mod glue;
 #[cfg(feature = "sdk")]
 pub mod lambda;
 #[cfg(feature = "sdk")]
@@ -108,6 +111,26 @@ pub fn firehose_client(sdk: &aws_config::SdkConfig) -> aws_sdk_firehose::Client 
         .interceptor(observe::AttemptObserver)
         .build();
     aws_sdk_firehose::Client::from_conf(config)
+}
+
+#[cfg(feature = "sdk")]
+/// The Glue client, its failed attempts logged and retries counted ([`observe`]).
+pub fn glue_client(sdk: &aws_config::SdkConfig) -> aws_sdk_glue::Client {
+    let config = aws_sdk_glue::config::Builder::from(sdk)
+        .interceptor(observe::AttemptObserver)
+        .build();
+    aws_sdk_glue::Client::from_conf(config)
+}
+
+#[cfg(feature = "sdk")]
+/// The tables' projection the settings name (`SPARKLAKE_GLUE_DATABASE`), if any.
+pub fn glue_projection(
+    sdk: &aws_config::SdkConfig,
+    settings: &config::AwsSettings,
+) -> Option<glue::GlueProjection> {
+    settings.glue_database.as_deref().map(|database| {
+        glue::GlueProjection::new(glue_client(sdk), database, &settings.glue_tables)
+    })
 }
 
 /// JSON logs on stderr (CloudWatch keeps them), filtered by `SPARKLAKE_LOG` (default `info`).

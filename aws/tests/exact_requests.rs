@@ -333,3 +333,110 @@ async fn small_archive_lines_are_packed_into_few_records() {
         .unwrap();
     assert_eq!(call.num_calls(), 1);
 }
+
+mod glue {
+    use std::collections::HashMap;
+
+    use aws_sdk_glue::Client;
+    use aws_sdk_glue::operation::get_table::GetTableOutput;
+    use aws_sdk_glue::operation::update_table::{UpdateTableError, UpdateTableOutput};
+    use aws_sdk_glue::types::Table;
+    use aws_sdk_glue::types::error::ConcurrentModificationException;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use sparklake_aws::glue::{GlueProjection, VALUES_PARAMETER};
+    use sparklake_core::ports::TypeCatalog;
+
+    fn table(version: &str, values: &str) -> GetTableOutput {
+        let parameters: HashMap<String, String> = [
+            ("projection.enabled", "true"),
+            ("projection.event_type.type", "enum"),
+            (VALUES_PARAMETER, values),
+            ("classification", "parquet"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        GetTableOutput::builder()
+            .table(
+                Table::builder()
+                    .name("events")
+                    .version_id(version)
+                    .table_type("EXTERNAL_TABLE")
+                    .set_parameters(Some(parameters))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    /// Two writers add types at once: the update made against a version someone else changed
+    /// is refused (Glue's optimistic locking), and the writer re-reads, keeps the other's type
+    /// and adds its own against the new version. Nothing else about the table changes.
+    #[tokio::test]
+    async fn a_lost_race_re_reads_the_table_and_keeps_both_writers_types() {
+        let first_read = mock!(Client::get_table).then_output(|| table("1", "bounce"));
+        let refused = mock!(Client::update_table)
+            .match_requests(|r| r.version_id() == Some("1"))
+            .then_error(|| {
+                UpdateTableError::ConcurrentModificationException(
+                    ConcurrentModificationException::builder()
+                        .message("version changed")
+                        .build(),
+                )
+            });
+        let second_read = mock!(Client::get_table).then_output(|| table("2", "bounce,open"));
+        let accepted = mock!(Client::update_table)
+            .match_requests(|r| {
+                let input = r.table_input().unwrap();
+                let parameters = input.parameters().unwrap();
+                r.version_id() == Some("2")
+                    && parameters.get(VALUES_PARAMETER).map(String::as_str)
+                        == Some("bounce,open,click")
+                    && parameters.get("classification").map(String::as_str) == Some("parquet")
+                    && input.table_type() == Some("EXTERNAL_TABLE")
+            })
+            .then_output(|| UpdateTableOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_glue,
+            RuleMode::Sequential,
+            [&first_read, &refused, &second_read, &accepted]
+        );
+        let projection = GlueProjection::new(client, "sparklake", &["events".to_owned()]);
+        let outcome = projection
+            .ensure_projected(&["click".to_owned(), "bounce".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(outcome.added, vec!["click".to_owned()]);
+        assert!(outcome.unprojectable.is_empty());
+        assert_eq!(
+            (
+                first_read.num_calls(),
+                refused.num_calls(),
+                second_read.num_calls(),
+                accepted.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+        // What the table projects is remembered: the same types again make no call.
+        let again = projection
+            .ensure_projected(&["click".to_owned(), "open".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(again, Default::default());
+        assert_eq!(first_read.num_calls() + second_read.num_calls(), 2);
+    }
+
+    /// Any other failure is the caller's to retry (the writer fails the messages).
+    #[tokio::test]
+    async fn a_refused_update_is_an_error() {
+        let read = mock!(Client::get_table).then_output(|| table("1", "bounce"));
+        let denied = mock!(Client::update_table).then_error(|| {
+            UpdateTableError::unhandled("AccessDeniedException: not allowed".to_owned())
+        });
+        let client = mock_client!(aws_sdk_glue, RuleMode::MatchAny, [&read, &denied]);
+        let projection = GlueProjection::new(client, "sparklake", &["events".to_owned()]);
+        let result = projection.ensure_projected(&["click".to_owned()]).await;
+        assert!(result.is_err());
+        assert_eq!(denied.num_calls(), 1);
+    }
+}

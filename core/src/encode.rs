@@ -1,17 +1,28 @@
 //! CSV and Parquet encoders over [`crate::schema::COLUMNS`].
+//!
+//! Parquet is written through the parquet crate's column writers directly, one column chunk at
+//! a time from the rows, without an Arrow copy in between: that is also what lets a timestamp
+//! column be INT96, which the Arrow writer cannot produce (README, "Engines": the one timestamp
+//! form every engine reads without a setting of its own).
 
 use std::borrow::Cow;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use bytes::Bytes;
+use parquet::basic::{
+    Compression, LogicalType, Repetition, TimeUnit as ParquetTimeUnit, Type as PhysicalType,
+    ZstdLevel,
+};
+use parquet::column::writer::ColumnWriter;
+use parquet::data_type::{ByteArray, Int96};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnPath, Type, TypePtr};
 
 use crate::schema::{COLUMNS, Column, Kind, Row, Value, schema};
 use crate::timestamp::format_millis;
@@ -26,7 +37,8 @@ pub enum EncodeError {
     Csv(#[from] csv::Error),
 }
 
-/// Rows as one Arrow record batch with the pipeline's schema.
+/// Rows as one Arrow record batch with the pipeline's schema (for readers of the rows in
+/// memory; the Parquet encoder does not go through it).
 pub fn to_record_batch(rows: &[Row<'_>]) -> Result<RecordBatch, EncodeError> {
     let arrays: Vec<ArrayRef> = COLUMNS.iter().map(|c| column_array(c, rows)).collect();
     Ok(RecordBatch::try_new(schema(), arrays)?)
@@ -63,6 +75,13 @@ fn column_array(column: &Column, rows: &[Row<'_>]) -> ArrayRef {
             }
             Arc::new(b.finish())
         }
+        Kind::OptBool => {
+            let mut b = BooleanBuilder::with_capacity(rows.len());
+            for v in values {
+                b.append_option(if let Value::OptBool(x) = v { x } else { None });
+            }
+            Arc::new(b.finish())
+        }
         Kind::Timestamp => {
             let mut b = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
             for v in values {
@@ -73,105 +92,332 @@ fn column_array(column: &Column, rows: &[Row<'_>]) -> ArrayRef {
     }
 }
 
-/// Encodes rows as one zstd-compressed Parquet file; its properties are built once.
-pub struct ParquetEncoder {
-    properties: WriterProperties,
+/// How the timestamp columns are stored in Parquet (`SPARKLAKE_PARQUET_TIMESTAMP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// INT96 (nanoseconds of the day and a Julian day), the form Hive, Impala and Spark have
+    /// always written: every engine in the README's matrix reads it as a timestamp without a
+    /// setting, Hive 2.x's Parquet SerDe, Redshift Spectrum and Snowflake's defaults included.
+    /// Deprecated in the Parquet format; its values carry no zone (they are UTC).
+    #[default]
+    Int96,
+    /// INT64 TIMESTAMP(MILLIS, adjusted to UTC), the Parquet format's own timestamp: read by
+    /// Athena, Trino, Spark's native reader, DuckDB (as TIMESTAMP WITH TIME ZONE), pyarrow and
+    /// polars, but not by Hive before 4.0 ("LongWritable cannot be cast to TimestampWritable").
+    Millis,
 }
 
-/// Columns with a value (nearly) unique per row: a dictionary only costs time (every value is
-/// hashed, then the column falls back to plain encoding) and bytes.
-const UNIQUE_COLUMNS: &[&str] = &[
-    "event_id",
-    "timestamp",
-    "message_id",
-    "rcpt_to",
-    "raw_rcpt_to",
-    "rcpt_meta",
-    "ip_address",
-    "geo_latitude",
-    "geo_longitude",
-    "raw",
-];
+impl TimestampType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int96 => "int96",
+            Self::Millis => "millis",
+        }
+    }
+}
 
-/// Columns that carry most of a file's bytes, compressed with zstd; the rest (low-cardinality
-/// or mostly-null columns, already small once dictionary- and RLE-encoded) are stored
-/// uncompressed. A compressor context per column chunk was a fifth of the writer's time on
-/// files of a few hundred rows (perf, BENCHMARKS.md); these columns hold ~95 % of the bytes.
-const COMPRESSED_COLUMNS: &[&str] = &[
-    "event_id",
-    "timestamp",
-    "message_id",
-    "transmission_id",
-    "rcpt_to",
-    "raw_rcpt_to",
-    "msg_from",
-    "friendly_from",
-    "subject",
-    "reason",
-    "raw_reason",
-    "queue_time",
-    "msg_size",
-    "user_agent",
-    "ip_address",
-    "target_link_url",
-    "rcpt_tags",
-    "rcpt_meta",
-    "raw",
-];
+impl FromStr for TimestampType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "int96" => Ok(Self::Int96),
+            "millis" | "int64" | "int64-millis" => Ok(Self::Millis),
+            other => Err(format!("`{other}`: expected int96 or millis")),
+        }
+    }
+}
+
+impl std::fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Encodes rows as one zstd-compressed Parquet file; its schema and properties are built once.
+pub struct ParquetEncoder {
+    schema: TypePtr,
+    properties: Arc<WriterProperties>,
+    timestamps: TimestampType,
+}
 
 /// zstd level of `raw`, the bulk of every file; the other compressed columns use level 1.
 const RAW_ZSTD_LEVEL: i32 = 3;
 
 impl Default for ParquetEncoder {
     fn default() -> Self {
-        Self::with_zstd_level(RAW_ZSTD_LEVEL)
+        Self::new(TimestampType::default())
     }
 }
 
 impl ParquetEncoder {
+    /// The encoder writing timestamps as `timestamps`.
+    pub fn new(timestamps: TimestampType) -> Self {
+        Self::build(timestamps, RAW_ZSTD_LEVEL)
+    }
+
     /// The encoder with another zstd level (1–22) for `raw`, for measurements.
     pub fn with_zstd_level(level: i32) -> Self {
-        let raw_level = ZstdLevel::try_new(level).unwrap_or_default();
+        Self::build(TimestampType::default(), level)
+    }
+
+    pub fn timestamps(&self) -> TimestampType {
+        self.timestamps
+    }
+
+    fn build(timestamps: TimestampType, raw_level: i32) -> Self {
+        let raw_level = ZstdLevel::try_new(raw_level).unwrap_or_default();
         // Statistics per column chunk only: page indexes (a column index and an offset index
-        // per column) cost each of these small 47-column files kilobytes of footer and help
-        // little when a file is one row group of one partition.
+        // per column) cost each of these small wide files kilobytes of footer and help little
+        // when a file is one row group of one partition. Data pages v1: what every reader,
+        // parquet-mr 1.10 in Hive 2.3 included, reads.
         let mut builder = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(Compression::UNCOMPRESSED)
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(concat!("sparklake ", env!("CARGO_PKG_VERSION")).into());
-        for name in COMPRESSED_COLUMNS {
-            let level = if *name == "raw" {
-                raw_level
-            } else {
-                ZstdLevel::default()
-            };
-            builder =
-                builder.set_column_compression(ColumnPath::from(*name), Compression::ZSTD(level));
+        for column in COLUMNS {
+            let path = ColumnPath::from(column.name);
+            if column.encoding.compressed {
+                let level = if column.name == "raw" {
+                    raw_level
+                } else {
+                    ZstdLevel::default()
+                };
+                builder = builder.set_column_compression(path.clone(), Compression::ZSTD(level));
+            }
+            if !column.encoding.dictionary {
+                builder = builder.set_column_dictionary_enabled(path.clone(), false);
+            }
+            // Min/max of whole JSON documents prune nothing; INT96 has no defined sort order,
+            // so engines ignore (or misread) its statistics: none are written, as Spark does.
+            if !column.encoding.statistics
+                || (column.kind == Kind::Timestamp && timestamps == TimestampType::Int96)
+            {
+                builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
+            }
         }
-        for name in UNIQUE_COLUMNS {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(*name), false);
-        }
-        // Min/max of whole JSON documents prune nothing.
-        builder =
-            builder.set_column_statistics_enabled(ColumnPath::from("raw"), EnabledStatistics::None);
         Self {
-            properties: builder.build(),
+            schema: parquet_schema(timestamps),
+            properties: Arc::new(builder.build()),
+            timestamps,
         }
     }
 
     pub fn encode(&self, rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-        let batch = to_record_batch(rows)?;
-        let mut out = Vec::with_capacity(rows.len() * 256 + 4096);
-        // Without the embedded Arrow schema (a base64 blob of all 47 fields in every footer):
-        // the Parquet logical types already say everything readers need.
-        let options = ArrowWriterOptions::new()
-            .with_properties(self.properties.clone())
-            .with_skip_arrow_metadata(true);
-        let mut writer = ArrowWriter::try_new_with_options(&mut out, schema(), options)?;
-        writer.write(&batch)?;
-        writer.close()?;
+        let mut out = Vec::with_capacity(rows.len() * 256 + 8192);
+        let mut file =
+            SerializedFileWriter::new(&mut out, self.schema.clone(), self.properties.clone())?;
+        let mut group = file.next_row_group()?;
+        let mut levels = Vec::with_capacity(rows.len());
+        for column in COLUMNS {
+            let Some(mut writer) = group.next_column()? else {
+                return Err(parquet::errors::ParquetError::General(format!(
+                    "no column writer for {}",
+                    column.name
+                ))
+                .into());
+            };
+            write_column(column, rows, self.timestamps, writer.untyped(), &mut levels)?;
+            writer.close()?;
+        }
+        group.close()?;
+        file.close()?;
         Ok(out)
     }
+}
+
+/// The Parquet schema of [`COLUMNS`]: text as UTF-8 strings, `Int` as plain INT64 (Athena
+/// BIGINT), `Float` as DOUBLE, booleans, and timestamps as `timestamps` says. Every column is
+/// optional except the never-null flags.
+pub fn parquet_schema(timestamps: TimestampType) -> TypePtr {
+    let fields = COLUMNS
+        .iter()
+        .map(|c| {
+            let (physical, logical) = match c.kind {
+                Kind::Text | Kind::Json => (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)),
+                Kind::Int => (PhysicalType::INT64, None),
+                Kind::Float => (PhysicalType::DOUBLE, None),
+                Kind::Bool | Kind::OptBool => (PhysicalType::BOOLEAN, None),
+                Kind::Timestamp => match timestamps {
+                    TimestampType::Int96 => (PhysicalType::INT96, None),
+                    TimestampType::Millis => (
+                        PhysicalType::INT64,
+                        Some(LogicalType::timestamp(true, ParquetTimeUnit::MILLIS)),
+                    ),
+                },
+            };
+            let repetition = if c.kind == Kind::Bool {
+                Repetition::REQUIRED
+            } else {
+                Repetition::OPTIONAL
+            };
+            Type::primitive_type_builder(c.name, physical)
+                .with_logical_type(logical)
+                .with_repetition(repetition)
+                .build()
+                .map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        // The table is static and every kind maps to a valid primitive type (a unit test
+        // builds it): a failure here is a programming error, found at the first encode.
+        .unwrap_or_else(|e| panic!("the Parquet schema of COLUMNS is invalid: {e}"));
+    Type::group_type_builder("schema")
+        .with_fields(fields)
+        .build()
+        .map(Arc::new)
+        .unwrap_or_else(|e| panic!("the Parquet schema of COLUMNS is invalid: {e}"))
+}
+
+/// One column chunk from the rows. `levels` is scratch space for the definition levels.
+fn write_column(
+    column: &Column,
+    rows: &[Row<'_>],
+    timestamps: TimestampType,
+    writer: &mut ColumnWriter<'_>,
+    levels: &mut Vec<i16>,
+) -> Result<(), EncodeError> {
+    levels.clear();
+    let values = rows.iter().map(|r| (column.read)(r));
+    match writer {
+        ColumnWriter::ByteArrayColumnWriter(w) => {
+            // One buffer for the column's text and a view of it per value: no allocation per
+            // value.
+            let mut text = Vec::with_capacity(rows.len() * 24);
+            let mut spans = Vec::with_capacity(rows.len());
+            for v in values {
+                match v {
+                    Value::Text(Some(t)) => {
+                        levels.push(1);
+                        spans.push((text.len(), t.len()));
+                        text.extend_from_slice(t.as_bytes());
+                    }
+                    _ => levels.push(0),
+                }
+            }
+            let text = Bytes::from(text);
+            let values: Vec<ByteArray> = spans
+                .into_iter()
+                .map(|(at, len)| ByteArray::from(text.slice(at..at + len)))
+                .collect();
+            w.write_batch(&values, Some(levels), None)?;
+        }
+        ColumnWriter::Int64ColumnWriter(w) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for v in values {
+                match v {
+                    Value::Int(Some(i)) | Value::Millis(Some(i)) => {
+                        levels.push(1);
+                        out.push(i);
+                    }
+                    _ => levels.push(0),
+                }
+            }
+            w.write_batch(&out, Some(levels), None)?;
+        }
+        ColumnWriter::Int96ColumnWriter(w) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for v in values {
+                match v {
+                    Value::Millis(Some(m)) => {
+                        levels.push(1);
+                        out.push(int96_of_millis(m));
+                    }
+                    _ => levels.push(0),
+                }
+            }
+            w.write_batch(&out, Some(levels), None)?;
+        }
+        ColumnWriter::DoubleColumnWriter(w) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for v in values {
+                match v {
+                    Value::Float(Some(f)) => {
+                        levels.push(1);
+                        out.push(f);
+                    }
+                    _ => levels.push(0),
+                }
+            }
+            w.write_batch(&out, Some(levels), None)?;
+        }
+        ColumnWriter::BoolColumnWriter(w) if column.kind == Kind::Bool => {
+            let out: Vec<bool> = values.map(|v| matches!(v, Value::Bool(true))).collect();
+            w.write_batch(&out, None, None)?;
+        }
+        ColumnWriter::BoolColumnWriter(w) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for v in values {
+                match v {
+                    Value::OptBool(Some(b)) => {
+                        levels.push(1);
+                        out.push(b);
+                    }
+                    _ => levels.push(0),
+                }
+            }
+            w.write_batch(&out, Some(levels), None)?;
+        }
+        _ => {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "column {} ({:?}, timestamps {timestamps}) has no writer of its kind",
+                column.name, column.kind
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads one Parquet object of the lake, whichever timestamp type it was written with (INT96,
+/// or INT64 TIMESTAMP(MILLIS) as objects written before 2026-12 and with
+/// `SPARKLAKE_PARQUET_TIMESTAMP=millis` are), into Arrow batches whose timestamp columns are
+/// all `Timestamp(Millisecond, "UTC")`: the lake's values, not its storage choices.
+pub fn read_parquet(bytes: Bytes) -> Result<Vec<RecordBatch>, EncodeError> {
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let hint = timestamps_as_millis(builder.schema());
+    let options = ArrowReaderOptions::new().with_schema(hint);
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)?.build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `schema` with every timestamp field as milliseconds in UTC (the reading hint of
+/// [`read_parquet`]; INT96 is read as nanoseconds otherwise, which overflows after 2262).
+pub fn timestamps_as_millis(schema: &arrow::datatypes::Schema) -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(..) => f.as_ref().clone().with_data_type(DataType::Timestamp(
+                TimeUnit::Millisecond,
+                Some("UTC".into()),
+            )),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+/// The Julian day number of 1970-01-01.
+const JULIAN_DAY_OF_EPOCH: i64 = 2_440_588;
+
+/// An instant in INT96's layout: nanoseconds of the day (little-endian, the first 8 bytes)
+/// and the Julian day (the last 4).
+pub fn int96_of_millis(millis: i64) -> Int96 {
+    let days = millis.div_euclid(MILLIS_PER_DAY);
+    let nanos = millis.rem_euclid(MILLIS_PER_DAY) * 1_000_000;
+    let mut value = Int96::new();
+    // Truncations are exact: nanos < 86 400 × 10^9 < 2^64, and the Julian day of any
+    // timestamp the event model reads (years 1970–9999) fits in 32 bits.
+    value.set_data(
+        nanos as u32,
+        (nanos >> 32) as u32,
+        (days + JULIAN_DAY_OF_EPOCH) as u32,
+    );
+    value
 }
 
 /// Encodes rows as CSV: a header row, the same columns in the same order, RFC 4180 quoting, and
@@ -196,14 +442,16 @@ pub fn encode_csv(rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
 
 fn csv_field(kind: Kind, value: Value<'_>) -> Cow<'_, str> {
     match value {
-        Value::Text(None) | Value::Int(None) | Value::Float(None) | Value::Millis(None) => {
-            Cow::Borrowed("")
-        }
+        Value::Text(None)
+        | Value::Int(None)
+        | Value::Float(None)
+        | Value::Millis(None)
+        | Value::OptBool(None) => Cow::Borrowed(""),
         Value::Text(Some(t)) if kind == Kind::Json => one_line_json(t),
         Value::Text(Some(t)) => escape_line_breaks(t),
         Value::Int(Some(i)) => Cow::Owned(i.to_string()),
         Value::Float(Some(f)) => Cow::Owned(f.to_string()),
-        Value::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+        Value::Bool(b) | Value::OptBool(Some(b)) => Cow::Borrowed(if b { "true" } else { "false" }),
         Value::Millis(Some(m)) => Cow::Owned(format_millis(m)),
     }
 }
@@ -223,4 +471,125 @@ fn escape_line_breaks(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     Cow::Owned(text.replace('\r', "\\r").replace('\n', "\\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::basic::ColumnOrder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn sample_rows(text: &str) -> Vec<Row<'_>> {
+        crate::envelope::validate(text.as_bytes())
+            .expect("valid batch")
+            .events()
+            .map(|(element, head)| {
+                Row::new(
+                    crate::event::Event::with_head(element.raw, head.clone()),
+                    Some("batch"),
+                    1_454_442_700_000,
+                    &crate::schema::TimestampPolicy::default(),
+                )
+            })
+            .collect()
+    }
+
+    const BATCH: &str = r#"[{"msys":{"track_event":{"type":"click","event_id":"1","timestamp":"1454442600","geo_ip":{"latitude":1.5,"longitude":-2.25}}}},
+        {"msys":{"message_event":{"type":"delivery","event_id":"2","timestamp":"253402300799"}}}]"#;
+
+    /// Readers that predate 2026's IEEE_754_TOTAL_ORDER (parquet-mr in Hive 2.3, polars 1.41)
+    /// fail on a column, or a file, that declares it; INT96_TIMESTAMP_ORDER is as new. Every
+    /// column must declare the order every reader knows: an upgrade of the parquet crate that
+    /// brings the new orders back fails here.
+    #[test]
+    fn every_column_declares_the_type_defined_order() {
+        let rows = sample_rows(BATCH);
+        for timestamps in [TimestampType::Int96, TimestampType::Millis] {
+            let file = ParquetEncoder::new(timestamps)
+                .encode(&rows)
+                .expect("encodes");
+            let reader = SerializedFileReader::new(Bytes::from(file)).expect("reads");
+            let metadata = reader.metadata().file_metadata();
+            let orders = metadata.column_orders().expect("column orders are written");
+            assert_eq!(orders.len(), COLUMNS.len());
+            for (i, order) in orders.iter().enumerate() {
+                assert!(
+                    matches!(order, ColumnOrder::TYPE_DEFINED_ORDER(_)),
+                    "{timestamps}: column {} declares {order:?}",
+                    COLUMNS[i].name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_int96_or_int64_millis_as_set() {
+        let rows = sample_rows(BATCH);
+        let at = COLUMNS
+            .iter()
+            .position(|c| c.name == "timestamp")
+            .expect("a column");
+        for (timestamps, physical) in [
+            (TimestampType::Int96, PhysicalType::INT96),
+            (TimestampType::Millis, PhysicalType::INT64),
+        ] {
+            let file = ParquetEncoder::new(timestamps)
+                .encode(&rows)
+                .expect("encodes");
+            let reader = SerializedFileReader::new(Bytes::from(file)).expect("reads");
+            let column = reader.metadata().file_metadata().schema_descr().column(at);
+            assert_eq!(column.physical_type(), physical);
+            if timestamps == TimestampType::Millis {
+                assert_eq!(
+                    column.logical_type_ref(),
+                    Some(&LogicalType::timestamp(true, ParquetTimeUnit::MILLIS))
+                );
+            }
+        }
+        assert_eq!("int96".parse(), Ok(TimestampType::Int96));
+        assert_eq!(" Millis ".parse(), Ok(TimestampType::Millis));
+        assert!("micros".parse::<TimestampType>().is_err());
+    }
+
+    #[test]
+    fn both_timestamp_types_read_back_as_the_same_millis() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::TimestampMillisecondType;
+        let rows = sample_rows(BATCH);
+        let mut seen = Vec::new();
+        for timestamps in [TimestampType::Int96, TimestampType::Millis] {
+            let file = ParquetEncoder::new(timestamps)
+                .encode(&rows)
+                .expect("encodes");
+            let batches = read_parquet(Bytes::from(file)).expect("reads");
+            let column = batches[0].column_by_name("timestamp").expect("column");
+            let values = column.as_primitive::<TimestampMillisecondType>();
+            seen.push(values.values().to_vec());
+        }
+        // 2016-02-02T19:50:00Z and 9999-12-31T23:59:59Z, whole, from both.
+        assert_eq!(seen[0], vec![1_454_442_600_000, 253_402_300_799_000]);
+        assert_eq!(seen[0], seen[1]);
+    }
+
+    /// INT96 as Hive and Impala define it: `(julian_day - 2440588) * 86400 s + nanos`.
+    #[test]
+    fn int96_holds_the_julian_day_and_the_nanoseconds_of_the_day() {
+        for millis in [
+            0,
+            1,
+            86_399_999,
+            86_400_000,
+            1_454_442_600_123,
+            253_402_300_799_999,
+        ] {
+            let value = int96_of_millis(millis);
+            assert_eq!(value.to_millis(), millis, "{millis}");
+            let days = i64::from(value.data()[2]);
+            let nanos = (i64::from(value.data()[1]) << 32) | i64::from(value.data()[0]);
+            assert_eq!((days - 2_440_588) * 86_400_000 + nanos / 1_000_000, millis);
+            assert!(nanos < 86_400 * 1_000_000_000);
+        }
+        // 2016-02-02 is Julian day 2457421.
+        assert_eq!(int96_of_millis(1_454_442_600_000).data()[2], 2_457_421);
+    }
 }

@@ -170,6 +170,136 @@ pub struct Fields<'a> {
     pub sms_src: Text<'a>,
     #[serde(borrow)]
     pub sms_dst: Text<'a>,
+    // Documented since (SparkPost's event model, 2020-10; fixtures/documented/README.md).
+    #[serde(borrow)]
+    pub mailbox_provider: Text<'a>,
+    #[serde(borrow)]
+    pub mailbox_provider_region: Text<'a>,
+    #[serde(borrow)]
+    pub recipient_domain: Text<'a>,
+    #[serde(borrow)]
+    pub sending_domain: Text<'a>,
+    pub injection_time: Timestamp,
+    pub scheduled_time: Timestamp,
+    pub outbound_tls: Int,
+    #[serde(borrow)]
+    pub recv_method: Text<'a>,
+    pub click_tracking: Flag,
+    pub open_tracking: Flag,
+    pub initial_pixel: Flag,
+    pub amp_enabled: Flag,
+    pub transactional: Flag,
+    #[serde(borrow)]
+    pub rcpt_hash: Text<'a>,
+    #[serde(borrow)]
+    pub ab_test_id: Text<'a>,
+    pub ab_test_version: Int,
+    #[serde(borrow)]
+    pub device_token: Text<'a>,
+    pub sms_segments: Int,
+    #[serde(borrow)]
+    pub sms_coding: Text<'a>,
+    #[serde(borrow)]
+    pub sms_src_npi: Text<'a>,
+    #[serde(borrow)]
+    pub sms_src_ton: Text<'a>,
+    #[serde(borrow)]
+    pub sms_dst_npi: Text<'a>,
+    #[serde(borrow)]
+    pub sms_dst_ton: Text<'a>,
+    #[serde(borrow)]
+    pub sms_remoteids: Json<'a>,
+    #[serde(borrow)]
+    pub fbtype: Text<'a>,
+    #[serde(borrow)]
+    pub report_by: Text<'a>,
+    #[serde(borrow)]
+    pub report_to: Text<'a>,
+    /// `ab_test_completed` / `ab_test_cancelled`: the test's summary object.
+    #[serde(borrow)]
+    pub ab_test: AbTest<'a>,
+    /// Ingest events (`success` / `error`): the Ingest API batch they report on.
+    #[serde(borrow, rename = "batch_id")]
+    pub ingest_batch_id: Text<'a>,
+    pub number_succeeded: Int,
+    pub number_failed: Int,
+    pub number_duplicates: Int,
+    #[serde(borrow)]
+    pub error_type: Text<'a>,
+    pub retryable: Flag,
+    pub expiration_timestamp: Timestamp,
+    #[serde(borrow, rename = "href")]
+    pub ingest_href: Text<'a>,
+}
+
+/// The `ab_test` object of an A/B test event: an object, or absent when it is anything else.
+/// `json` keeps it whole (its templates and variants); the scalars are typed.
+#[derive(Debug, Clone, Default)]
+pub struct AbTest<'a> {
+    pub json: Json<'a>,
+    pub id: Text<'a>,
+    pub name: Text<'a>,
+    pub version: Int,
+    pub test_mode: Text<'a>,
+    pub engagement_metric: Text<'a>,
+    pub winning_template_id: Text<'a>,
+    pub default_template_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AbTestFields<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    name: Text<'a>,
+    version: Int,
+    #[serde(borrow)]
+    test_mode: Text<'a>,
+    #[serde(borrow)]
+    engagement_metric: Text<'a>,
+    #[serde(borrow)]
+    winning_template_id: Text<'a>,
+    #[serde(borrow)]
+    default_template: TemplateRef<'a>,
+}
+
+/// `{"template_id": …}` of an A/B test's template entry.
+#[derive(Default)]
+struct TemplateRef<'a>(Text<'a>);
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TemplateFields<'a> {
+    #[serde(borrow)]
+    template_id: Text<'a>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TemplateRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Lenient(fields) = Lenient::<TemplateFields<'a>>::deserialize(d)?;
+        Ok(TemplateRef(fields.unwrap_or_default().template_id))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for AbTest<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'a RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Ok(Self::default());
+        }
+        let fields: AbTestFields<'a> = serde_json::from_str(raw.get()).unwrap_or_default();
+        Ok(AbTest {
+            json: Json(Some(raw)),
+            id: fields.id,
+            name: fields.name,
+            version: fields.version,
+            test_mode: fields.test_mode,
+            engagement_metric: fields.engagement_metric,
+            winning_template_id: fields.winning_template_id,
+            default_template_id: fields.default_template.0,
+        })
+    }
 }
 
 /// `geo_ip`: an object, or absent when it is anything else.
@@ -380,6 +510,32 @@ impl<'de> Deserialize<'de> for Float {
             Scalar::Number(n) => n.parse::<f64>().ok().filter(|f| f.is_finite()),
             Scalar::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             Scalar::Bool(_) | Scalar::None => None,
+        }))
+    }
+}
+
+/// A yes/no field, given as a JSON boolean, `1`/`0`, or the strings `"true"`/`"false"`/`"1"`/
+/// `"0"` (any case, trimmed): SparkPost sends `transactional` as `"1"` and the tracking flags as
+/// booleans. Anything else is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag(pub Option<bool>);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = |text: &str| match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        };
+        Ok(Flag(match Scalar::deserialize(d)? {
+            Scalar::Bool(b) => Some(b),
+            Scalar::Number(n) => int_of(n).and_then(|i| match i {
+                1 => Some(true),
+                0 => Some(false),
+                _ => None,
+            }),
+            Scalar::Str(s) => word(&s),
+            Scalar::None => None,
         }))
     }
 }

@@ -7,6 +7,7 @@
 //! - [`partition`]: the Hive-style partition of an event and the object keys derived from content.
 //! - [`schema`]: the one wide column set every event type is written with.
 //! - [`encode`]: CSV and Parquet encoders over that schema.
+//! - [`output`]: how the lake is written (Parquet timestamp type, timestamp policy), read once.
 //! - [`metrics`]: the pipeline's counters and their CloudWatch Embedded Metric Format.
 //! - [`message`]: what travels on the queues between the handlers.
 //! - [`ports`]: the small traits (queue, object store, archive) the handlers reach the world through.
@@ -16,6 +17,7 @@ pub mod envelope;
 pub mod event;
 pub mod message;
 pub mod metrics;
+pub mod output;
 pub mod partition;
 pub mod ports;
 pub mod schema;

@@ -26,6 +26,13 @@ pub struct Metrics {
     /// connections); the ones that still failed are also in `failures` or the logs.
     #[serde(default)]
     pub retries: u64,
+    /// Event types the writer added to the tables' projection.
+    #[serde(default)]
+    pub projection_types_added: u64,
+    /// Event types written that the tables cannot see (no projection can hold them): an alarm
+    /// fires on any.
+    #[serde(default)]
+    pub unprojected_types: u64,
 }
 
 impl Metrics {
@@ -54,6 +61,8 @@ impl Metrics {
         self.rejected += other.rejected;
         self.failures += other.failures;
         self.retries += other.retries;
+        self.projection_types_added += other.projection_types_added;
+        self.unprojected_types += other.unprojected_types;
         self.rows_per_object
             .extend_from_slice(&other.rows_per_object);
         self.oldest_event_millis = match (self.oldest_event_millis, other.oldest_event_millis) {
@@ -87,6 +96,8 @@ impl Metrics {
                 {"Name": "RowsWritten", "Unit": "Count"},
                 {"Name": "RowsPerObject", "Unit": "Count"},
                 {"Name": "OldestEventAgeSeconds", "Unit": "Seconds"},
+                {"Name": "ProjectionTypesAdded", "Unit": "Count"},
+                {"Name": "UnprojectedTypes", "Unit": "Count"},
             ])),
             "Function": function,
             "Batches": self.batches,
@@ -97,6 +108,8 @@ impl Metrics {
             "Retries": self.retries,
             "ObjectsWritten": self.objects_written(),
             "RowsWritten": self.rows_written(),
+            "ProjectionTypesAdded": self.projection_types_added,
+            "UnprojectedTypes": self.unprojected_types,
         });
         if !self.rows_per_object.is_empty() {
             totals["RowsPerObject"] = json!(self.rows_per_object);

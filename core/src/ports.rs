@@ -1,7 +1,8 @@
 //! The capabilities the handlers need from the outside world, one small trait each.
 //!
-//! Each has an AWS implementation (SQS, S3, Firehose) and a local one (an embedded durable queue,
-//! a folder of files). Handlers take `&dyn Trait` so the same function runs in both.
+//! Each has an AWS implementation (SQS, S3, Firehose, Glue) and, where the local pipeline needs
+//! one, a local one (an embedded durable queue, a folder of files). Handlers take `&dyn Trait`
+//! so the same function runs in both.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -61,4 +62,25 @@ pub trait ObjectPut: Send + Sync {
 pub trait ArchiveAppend: Send + Sync {
     /// Appends each record (one NDJSON line, without its newline).
     async fn append(&self, records: Vec<Bytes>) -> Result<(), PortError>;
+}
+
+/// The catalog the lake's tables find partitions through (the Glue tables' `event_type`
+/// projection on AWS; nothing locally, where DuckDB lists folders).
+#[async_trait]
+pub trait TypeCatalog: Send + Sync {
+    /// Makes the tables project every partition value in `values` (event types as their
+    /// folders name them). `Ok` once each is projected or cannot be (see
+    /// [`Projection::unprojectable`]); `Err` when the catalog could not be read or updated, and
+    /// the rows are not yet visible.
+    async fn ensure_projected(&self, values: &[String]) -> Result<Projection, PortError>;
+}
+
+/// What [`TypeCatalog::ensure_projected`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    /// Values it added.
+    pub added: Vec<String>,
+    /// Values no projection can hold (a `,` in an enum value, the table's cap on values
+    /// reached): their rows are stored but not visible through the tables.
+    pub unprojectable: Vec<String>,
 }

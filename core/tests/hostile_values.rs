@@ -9,7 +9,7 @@ use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use sparklake_core::encode::{encode_csv, to_record_batch};
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
-use sparklake_core::schema::Row;
+use sparklake_core::schema::{Row, TimestampPolicy};
 
 const RECEIVED: i64 = 1_714_996_800_000; // 2024-05-06T12:00:00Z
 
@@ -23,10 +23,13 @@ fn one_row(batch: &str) -> arrow::array::RecordBatch {
     let parsed = envelope::validate(batch.as_bytes()).unwrap();
     let rows: Vec<Row<'_>> = parsed
         .events()
-        .map(|(e, head)| Row {
-            event: Event::with_head(e.raw, head.clone()),
-            batch_id: None,
-            received_at: RECEIVED,
+        .map(|(e, head)| {
+            Row::new(
+                Event::with_head(e.raw, head.clone()),
+                None,
+                RECEIVED,
+                &TimestampPolicy::default(),
+            )
         })
         .collect();
     assert_eq!(rows.len(), 1, "{batch}");

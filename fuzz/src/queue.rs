@@ -293,6 +293,8 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
     let writer = Writer {
         store: &store,
         parquet: &PARQUET,
+        timestamps: Default::default(),
+        catalog: None,
     };
     let outcome = block_on(writer.handle(&inbound, RECEIVED_AT));
     assert!(

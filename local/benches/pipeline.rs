@@ -18,7 +18,7 @@ use sparklake_core::envelope;
 use sparklake_core::event::Event;
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
 use sparklake_core::ports::{ObjectPut, PortError, QueueSend};
-use sparklake_core::schema::Row;
+use sparklake_core::schema::{Row, TimestampPolicy};
 use writer::Writer;
 
 /// One SparkPost post: SparkPost sends up to about 350 events per batch.
@@ -63,10 +63,13 @@ fn rows(body: &str) -> Vec<Row<'_>> {
         .elements
         .into_iter()
         .filter_map(|e| {
-            e.head.map(|head| Row {
-                event: Event::with_head(e.raw, head),
-                batch_id: None,
-                received_at: RECEIVED_AT,
+            e.head.map(|head| {
+                Row::new(
+                    Event::with_head(e.raw, head),
+                    None,
+                    RECEIVED_AT,
+                    &TimestampPolicy::default(),
+                )
             })
         })
         .collect()
@@ -185,6 +188,8 @@ fn writer_call(c: &mut Criterion) {
     let writer = Writer {
         store: &NullStore,
         parquet: &parquet,
+        timestamps: Default::default(),
+        catalog: None,
     };
     let mut group = c.benchmark_group("writer");
     group.sample_size(10);

@@ -117,6 +117,8 @@ pub async fn bench_writer(
     let writer = Writer {
         store: &store,
         parquet: &parquet,
+        timestamps: Default::default(),
+        catalog: None,
     };
     let (mut rows, mut objects, mut failed) = (0, 0, 0);
     let cpu_before = cpu_seconds();

@@ -10,6 +10,9 @@ use sparklake::commands;
 use sparklake::pipeline::{Pipeline, Settings};
 use sparklake::queue::QueueConfig;
 use sparklake_aws::config::AwsSettings;
+use sparklake_core::encode::TimestampType;
+use sparklake_core::output::OutputSettings;
+use sparklake_core::schema::TimestampPolicy;
 
 #[derive(Parser)]
 #[command(
@@ -133,6 +136,10 @@ struct PipelineArgs {
     /// aws: Firehose delivery stream for the raw archive.
     #[arg(long, env = "SPARKLAKE_ARCHIVE_STREAM")]
     archive_stream: Option<String>,
+    /// aws: the Glue database whose tables (`SPARKLAKE_GLUE_TABLES`, default
+    /// `events,events_csv`) project `event_type`; the writer adds each new type it writes.
+    #[arg(long, env = "SPARKLAKE_GLUE_DATABASE")]
+    glue_database: Option<String>,
     /// aws: seconds a receive long-polls (at most 20; a stop waits for a poll under way).
     #[arg(long, env = "SPARKLAKE_POLL_WAIT_SECS", default_value_t = 10)]
     poll_wait_secs: u64,
@@ -172,6 +179,14 @@ struct PipelineArgs {
     /// its writes and is dead-lettered). At least 32.
     #[arg(long, env = "SPARKLAKE_PARTITION_VALUE_MAX_BYTES", default_value_t = 0)]
     partition_value_max_bytes: usize,
+    /// How Parquet stores the timestamp columns: `int96` (read by every engine, Hive 2's
+    /// SerDe included) or `millis` (INT64 TIMESTAMP(MILLIS, UTC); not Hive before 4.0).
+    #[arg(long, env = "SPARKLAKE_PARQUET_TIMESTAMP", default_value = "int96")]
+    parquet_timestamp: TimestampType,
+    /// Events timestamped before this date (YYYY-MM-DD, UTC), or more than a day after they were
+    /// received, are filed under their receive date with `timestamp_implausible = true`.
+    #[arg(long, env = "SPARKLAKE_TIMESTAMP_FLOOR", default_value = "2014-01-01")]
+    timestamp_floor: String,
 }
 
 impl PipelineArgs {
@@ -193,6 +208,11 @@ impl PipelineArgs {
                 &self.partition_value_max_bytes.to_string(),
             )
             .map_err(|e| anyhow::anyhow!("--partition-value-max-bytes {e}"))?,
+            output: OutputSettings {
+                parquet_timestamp: self.parquet_timestamp,
+                timestamps: TimestampPolicy::with_floor_date(&self.timestamp_floor)
+                    .map_err(|e| anyhow::anyhow!("--timestamp-floor {e}"))?,
+            },
         })
     }
 
@@ -223,6 +243,7 @@ impl PipelineArgs {
                 aws.bucket = self.bucket.clone().or(aws.bucket);
                 aws.prefix = self.prefix.clone().unwrap_or(aws.prefix);
                 aws.archive_stream = self.archive_stream.clone().or(aws.archive_stream);
+                aws.glue_database = self.glue_database.clone().or(aws.glue_database);
                 aws.max_message_bytes = self.max_message_bytes.min(aws.max_message_bytes);
                 let sdk = sparklake_aws::load_config().await;
                 let wait = Duration::from_secs(self.poll_wait_secs);

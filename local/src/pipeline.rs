@@ -15,7 +15,8 @@ use ingest::{Ingest, IngestConfig};
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::message::InboundMessage;
 use sparklake_core::metrics::Metrics;
-use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, QueueSend};
+use sparklake_core::output::OutputSettings;
+use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, QueueSend, TypeCatalog};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use writer::Writer;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub routes: Vec<(String, BTreeSet<String>)>,
     /// Partition values longer than this are shortened in object keys (`None`: kept whole).
     pub partition_value_max_bytes: Option<usize>,
+    /// How the writer writes the lake.
+    pub output: OutputSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             archive: true,
             routes: Vec::new(),
             partition_value_max_bytes: None,
+            output: OutputSettings::default(),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Pipeline {
     pub routes: Vec<(String, BTreeSet<String>, Arc<dyn QueueSend>)>,
     pub store: Arc<dyn ObjectPut>,
     pub archive: Option<Arc<dyn ArchiveAppend>>,
+    /// The tables' catalog the writer keeps in step (aws, with `SPARKLAKE_GLUE_DATABASE`).
+    pub catalog: Option<Arc<dyn TypeCatalog>>,
     /// How long a receive waits for a first message (SQS long polling; 0 locally).
     pub poll_wait: Duration,
     /// Numbers recorded since the reporter last took them.
@@ -127,6 +133,7 @@ impl Pipeline {
                 Arc::new(FsArchive::new(data).with_faults(queues.storage_faults()))
                     as Arc<dyn ArchiveAppend>
             }),
+            catalog: None,
             poll_wait: Duration::ZERO,
             metrics: Arc::default(),
             local: Some(LocalParts {
@@ -198,6 +205,8 @@ impl Pipeline {
             routes,
             store: Arc::new(store),
             archive,
+            catalog: sparklake_aws::glue_projection(sdk, aws)
+                .map(|c| Arc::new(c) as Arc<dyn TypeCatalog>),
             poll_wait: poll_wait.min(Duration::from_secs(20)),
             metrics: Arc::default(),
             local: None,
@@ -309,6 +318,8 @@ impl Pipeline {
         let handler = Writer {
             store: self.store.as_ref(),
             parquet: encoder,
+            timestamps: self.settings.output.timestamps,
+            catalog: self.catalog.as_deref(),
         };
         let messages: Vec<InboundMessage> = received.iter().map(|r| r.message.clone()).collect();
         let outcome =
@@ -318,6 +329,8 @@ impl Pipeline {
             failures: outcome.metrics.failures,
             rows_per_object: outcome.metrics.rows_per_object.clone(),
             oldest_event_millis: outcome.metrics.oldest_event_millis,
+            projection_types_added: outcome.metrics.projection_types_added,
+            unprojected_types: outcome.metrics.unprojected_types,
             ..Metrics::default()
         });
         settle(queue, &received, &outcome.failed).await?;
@@ -352,7 +365,7 @@ impl Pipeline {
     /// Runs the writer until `stop` turns true, then drains the events queue of visible
     /// messages (call after fanout has drained, so its output is included).
     pub async fn run_writer(&self, mut stop: watch::Receiver<bool>) {
-        let encoder = ParquetEncoder::default();
+        let encoder = ParquetEncoder::new(self.settings.output.parquet_timestamp);
         loop {
             let stopping = *stop.borrow();
             let window = if stopping {
@@ -375,7 +388,7 @@ impl Pipeline {
 
     /// Processes everything visible now in both queues, without waiting for batching windows.
     pub async fn drain(&self) -> Result<(), PortError> {
-        let encoder = ParquetEncoder::default();
+        let encoder = ParquetEncoder::new(self.settings.output.parquet_timestamp);
         while self.fanout_once(Duration::ZERO).await? > 0 {}
         while self.write_once(&encoder, Duration::ZERO, None).await? > 0 {}
         Ok(())

@@ -269,6 +269,8 @@ async fn writer_puts_parquet_and_csv_at_the_right_keys() {
     let writer = writer::Writer {
         store: &store,
         parquet: &encoder,
+        timestamps: Default::default(),
+        catalog: None,
     };
     let sample = fixture("sparkpost/batch.json");
     let message = InboundMessage {
@@ -348,6 +350,8 @@ async fn a_poison_message_is_failed_dead_lettered_redriven_then_written() {
     let writer = writer::Writer {
         store: &store,
         parquet: &encoder,
+        timestamps: Default::default(),
+        catalog: None,
     };
     queue
         .send_messages(&[sparklake_core::message::OutboundMessage {
@@ -470,6 +474,8 @@ async fn unreachable_services_are_retried_then_surfaced_and_nothing_is_acknowled
     let writer = writer::Writer {
         store: &store,
         parquet: &encoder,
+        timestamps: Default::default(),
+        catalog: None,
     };
     let message = InboundMessage {
         id: "m-9".into(),
@@ -525,4 +531,155 @@ async fn ingest_credentials_are_read_from_secrets_manager() {
         .await
         .is_err()
     );
+}
+
+/// A Glue table like the template's: an `enum` projection of `event_type` over `values`.
+async fn projected_table(glue: &aws_sdk_glue::Client, database: &str, name: &str, values: &str) {
+    use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+    let parameters: std::collections::HashMap<String, String> = [
+        ("projection.enabled", "true"),
+        ("projection.event_type.type", "enum"),
+        ("projection.event_type.values", values),
+        ("projection.dt.type", "date"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    glue.create_table()
+        .database_name(database)
+        .table_input(
+            TableInput::builder()
+                .name(name)
+                .table_type("EXTERNAL_TABLE")
+                .set_parameters(Some(parameters))
+                .storage_descriptor(
+                    StorageDescriptor::builder()
+                        .columns(
+                            Column::builder()
+                                .name("type")
+                                .r#type("string")
+                                .build()
+                                .unwrap(),
+                        )
+                        .location("s3://lake/parquet/")
+                        .build(),
+                )
+                .partition_keys(
+                    Column::builder()
+                        .name("event_type")
+                        .r#type("string")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn projected_values(glue: &aws_sdk_glue::Client, database: &str, name: &str) -> Vec<String> {
+    let table = glue
+        .get_table()
+        .database_name(database)
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(
+        table.storage_descriptor().and_then(|d| d.location()),
+        Some("s3://lake/parquet/")
+    );
+    table.parameters().unwrap()["projection.event_type.values"]
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every row the lake holds is visible through the tables: a type the writer writes for the
+/// first time is added to both tables' projection (the rest of each table unchanged) before its
+/// message is done; a type no enum can hold (a comma) is written and counted, not retried.
+#[tokio::test]
+async fn the_writer_adds_new_event_types_to_both_tables_projection() {
+    let aws = aws().await;
+    let lake = unique("lake");
+    bucket(&aws, &lake).await;
+    let glue = sparklake_aws::glue_client(&aws.sdk);
+    let database = unique("db").replace('-', "_");
+    glue.create_database()
+        .database_input(
+            aws_sdk_glue::types::DatabaseInput::builder()
+                .name(&database)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for table in ["events", "events_csv"] {
+        projected_table(&glue, &database, table, "bounce,delivery").await;
+    }
+    let catalog = sparklake_aws::glue::GlueProjection::new(
+        glue.clone(),
+        &database,
+        &["events".to_owned(), "events_csv".to_owned()],
+    );
+    let store = S3Store::new(aws.s3.clone(), &lake, "", Encryption::S3);
+    let encoder = ParquetEncoder::default();
+    let writer = writer::Writer {
+        store: &store,
+        parquet: &encoder,
+        timestamps: Default::default(),
+        catalog: Some(&catalog),
+    };
+    let body = r#"[{"msys":{"message_event":{"type":"bounce","event_id":"1","timestamp":"1454442600"}}},
+        {"msys":{"track_event":{"type":"amp_open","event_id":"2","timestamp":"1454442600"}}},
+        {"msys":{"brand_new_event":{"type":"odd.type","event_id":"3","timestamp":"1454442600"}}},
+        {"msys":{"brand_new_event":{"type":"c,d","event_id":"4","timestamp":"1454442600"}}}]"#;
+    let message = |id: &str| InboundMessage {
+        id: id.into(),
+        body: Bytes::from(body.to_owned()),
+        attributes: Default::default(),
+        receive_count: 1,
+    };
+    let outcome = writer.handle(&[message("m-1")], 1_454_442_700_000).await;
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.rows, 4);
+    assert_eq!(outcome.metrics.projection_types_added, 2);
+    assert_eq!(outcome.metrics.unprojected_types, 1);
+    for table in ["events", "events_csv"] {
+        assert_eq!(
+            projected_values(&glue, &database, table).await,
+            ["bounce", "delivery", "amp_open", "odd.type"],
+            "{table}"
+        );
+    }
+    // The folder of every projected type is where Athena's location template points.
+    let all = keys(&aws, &lake, "parquet/").await;
+    assert!(
+        all.iter()
+            .any(|k| k.starts_with("parquet/event_type=odd.type/dt=2016-02-02/"))
+    );
+    assert!(
+        all.iter()
+            .any(|k| k.starts_with("parquet/event_type=c,d/dt=2016-02-02/"))
+    );
+
+    // Written again (a redelivery): nothing new to add, nothing failed.
+    let again = writer.handle(&[message("m-1")], 1_454_442_700_000).await;
+    assert!(again.failed.is_empty());
+    assert_eq!(again.metrics.projection_types_added, 0);
+
+    // A catalog that cannot be reached fails the messages, so they are retried, never lost.
+    let unreachable =
+        sparklake_aws::glue::GlueProjection::new(glue, "no_such_database", &["events".to_owned()]);
+    let failing = writer::Writer {
+        catalog: Some(&unreachable),
+        ..writer
+    };
+    let outcome = failing.handle(&[message("m-2")], 1_454_442_700_000).await;
+    assert_eq!(outcome.failed, vec!["m-2".to_owned()]);
 }

@@ -18,15 +18,20 @@ use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
-use sparklake_core::partition::{Format, Partition, content_name, object_key_within};
-use sparklake_core::ports::{ObjectPut, PortError};
-use sparklake_core::schema::Row;
+use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
+use sparklake_core::ports::{ObjectPut, PortError, TypeCatalog};
+use sparklake_core::schema::{Row, TimestampPolicy};
 use tracing::{error, info, info_span, warn};
 
 /// The writer handler over its port.
 pub struct Writer<'a> {
     pub store: &'a dyn ObjectPut,
     pub parquet: &'a ParquetEncoder,
+    /// Which event timestamps may place an event (the rest go under their receive date).
+    pub timestamps: TimestampPolicy,
+    /// The tables' catalog, told of every event type written (AWS: the Glue tables' projection);
+    /// `None` where readers list folders (DuckDB, Spark's MSCK).
+    pub catalog: Option<&'a dyn TypeCatalog>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,7 @@ impl Writer<'_> {
             let span =
                 info_span!("message", id = %message.id, receive_count = message.receive_count);
             let _entered = span.enter();
-            let rows = match read_rows(message, now) {
+            let rows = match read_rows(message, now, &self.timestamps) {
                 Ok(rows) => rows,
                 Err(e) => {
                     error!(id = %message.id, error = %e.redacted(), "unreadable message; it will be retried, then dead-lettered");
@@ -120,9 +125,12 @@ impl Writer<'_> {
             .collect()
             .await;
         let mut failed: BTreeSet<&str> = BTreeSet::new();
-        for ((partition, group), result) in groups.iter().zip(results) {
+        let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
+        for (entry, result) in groups.iter().zip(results) {
+            let (partition, group) = entry;
             match result {
                 Ok(keys) => {
+                    written.push(entry);
                     outcome.rows += group.rows.len();
                     // Both objects of a group hold the same rows; count the group once.
                     outcome
@@ -149,6 +157,10 @@ impl Writer<'_> {
                 }
             }
         }
+        if let Some(catalog) = self.catalog {
+            self.project(catalog, &written, &mut outcome.metrics, &mut failed)
+                .await;
+        }
         outcome.failed.extend(failed.into_iter().map(str::to_owned));
         if outcome.duplicates > 0 {
             warn!(
@@ -167,6 +179,46 @@ impl Writer<'_> {
             "writer batch done"
         );
         outcome
+    }
+
+    /// Tells the catalog of the types just written. Until it has them their rows are stored
+    /// but invisible through the tables, so a catalog failure fails the groups' messages: the
+    /// retry rewrites the same objects and asks again, and a message is only ever deleted once
+    /// its rows can be read.
+    async fn project<'g>(
+        &self,
+        catalog: &dyn TypeCatalog,
+        written: &[&'g (Partition<'g>, Group<'g>)],
+        metrics: &mut Metrics,
+        failed: &mut BTreeSet<&'g str>,
+    ) {
+        let max = self.store.max_partition_value_bytes();
+        let values: BTreeSet<String> = written
+            .iter()
+            .map(|(p, _)| path_value(&p.event_type, max).into_owned())
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        let values: Vec<String> = values.into_iter().collect();
+        match catalog.ensure_projected(&values).await {
+            Ok(projection) => {
+                metrics.projection_types_added += projection.added.len() as u64;
+                metrics.unprojected_types += projection.unprojectable.len() as u64;
+                for value in &projection.added {
+                    info!(event_type = %value, "added the event type to the tables' projection");
+                }
+                for value in &projection.unprojectable {
+                    warn!(event_type = %value, "event type written but no projection can hold it: its rows are invisible to the tables");
+                }
+            }
+            Err(e) => {
+                error!(error = %e, types = values.len(), "could not update the tables' projection; the messages will be retried");
+                for (_, group) in written {
+                    failed.extend(group.message_ids.iter().copied());
+                }
+            }
+        }
     }
 
     async fn write_group(
@@ -251,16 +303,23 @@ fn encode_all(parquet: &ParquetEncoder, groups: &[(Partition<'_>, Group<'_>)]) -
 }
 
 /// The rows of one message, with its batch context.
-fn read_rows(message: &InboundMessage, now: i64) -> Result<Vec<Row<'_>>, WriteError> {
+fn read_rows<'m>(
+    message: &'m InboundMessage,
+    now: i64,
+    policy: &TimestampPolicy,
+) -> Result<Vec<Row<'m>>, WriteError> {
     let batch = envelope::validate(&message.body)?;
     let batch_id = message.attribute(attr::BATCH_ID);
     let received_at = message.received_at_millis().unwrap_or(now);
     let rows = batch
         .events()
-        .map(|(element, head)| Row {
-            event: Event::with_head(element.raw, head.clone()),
-            batch_id,
-            received_at,
+        .map(|(element, head)| {
+            Row::new(
+                Event::with_head(element.raw, head.clone()),
+                batch_id,
+                received_at,
+                policy,
+            )
         })
         .collect();
     Ok(rows)

@@ -7,6 +7,7 @@ use sparklake_aws::config::AwsSettings;
 use sparklake_aws::s3::S3Store;
 use sparklake_aws::{lambda, load_config};
 use sparklake_core::encode::ParquetEncoder;
+use sparklake_core::output::OutputSettings;
 use writer::Writer;
 
 #[tokio::main]
@@ -22,10 +23,16 @@ async fn main() -> Result<(), Error> {
         settings.encryption.clone(),
     )
     .with_max_partition_value_bytes(settings.partition_value_max_bytes);
-    let parquet = ParquetEncoder::default();
+    let output = OutputSettings::from_lookup(|name| std::env::var(name).ok())?;
+    let parquet = ParquetEncoder::new(output.parquet_timestamp);
+    let catalog = sparklake_aws::glue_projection(&sdk, &settings);
     let writer = Writer {
         store: &store,
         parquet: &parquet,
+        timestamps: output.timestamps,
+        catalog: catalog
+            .as_ref()
+            .map(|c| c as &dyn sparklake_core::ports::TypeCatalog),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let writer = &writer;

@@ -22,7 +22,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMillisecondType};
 use async_trait::async_trait;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sparklake_core::encode::ParquetEncoder;
@@ -34,6 +33,8 @@ use sparklake_core::timestamp::{date_of, format_millis};
 use writer::Writer;
 
 const RECEIVED_AT: i64 = 1_714_996_800_000;
+/// 2014-01-01T00:00:00Z, the default `SPARKLAKE_TIMESTAMP_FLOOR`.
+const FLOOR_MILLIS: i64 = 1_388_534_400_000;
 
 #[derive(Default)]
 struct MemoryStore(Mutex<BTreeMap<String, Bytes>>);
@@ -102,7 +103,29 @@ const TEXT_FIELDS: &[&str] = &[
     "relay_id",
     "sms_src",
     "sms_dst",
+    "mailbox_provider",
+    "mailbox_provider_region",
+    "recipient_domain",
+    "sending_domain",
+    "recv_method",
+    "rcpt_hash",
+    "ab_test_id",
+    "device_token",
+    "sms_coding",
+    "sms_src_npi",
+    "sms_src_ton",
+    "sms_dst_npi",
+    "sms_dst_ton",
+    "fbtype",
+    "report_by",
+    "report_to",
+    "error_type",
 ];
+
+/// Text members whose column is named apart from their key (SparkPost's ingest events use names
+/// the table already has a column for).
+const RENAMED_TEXT_FIELDS: &[(&str, &str)] =
+    &[("batch_id", "ingest_batch_id"), ("href", "ingest_href")];
 
 const INT_FIELDS: &[&str] = &[
     "subaccount_id",
@@ -112,7 +135,25 @@ const INT_FIELDS: &[&str] = &[
     "num_retries",
     "queue_time",
     "msg_size",
+    "outbound_tls",
+    "ab_test_version",
+    "sms_segments",
+    "number_succeeded",
+    "number_failed",
+    "number_duplicates",
 ];
+
+const FLAG_FIELDS: &[&str] = &[
+    "click_tracking",
+    "open_tracking",
+    "initial_pixel",
+    "amp_enabled",
+    "transactional",
+    "retryable",
+];
+
+/// Timestamp members besides `timestamp`, read the same way and not placing the event.
+const TIME_FIELDS: &[&str] = &["injection_time", "scheduled_time", "expiration_timestamp"];
 
 /// Text that CSV and JSON must both carry: separators, quotes, line breaks, backslashes, a
 /// literal `\n`, and any Unicode scalar.
@@ -155,13 +196,47 @@ fn ws() -> impl Strategy<Value = &'static str> {
 type Member = (String, String, Vec<(&'static str, Cell)>);
 
 fn text_member() -> impl Strategy<Value = Member> {
-    (prop::sample::select(TEXT_FIELDS), text()).prop_map(|(name, value)| {
+    let names: Vec<(&'static str, &'static str)> = TEXT_FIELDS
+        .iter()
+        .map(|n| (*n, *n))
+        .chain(RENAMED_TEXT_FIELDS.iter().copied())
+        .collect();
+    (prop::sample::select(names), text()).prop_map(|((key, column), value)| {
         (
-            name.to_owned(),
+            key.to_owned(),
             serde_json::to_string(&value).unwrap(),
-            vec![(name, Cell::Text(value))],
+            vec![(column, Cell::Text(value))],
         )
     })
+}
+
+/// A yes/no member in each form SparkPost (or a drifting sender) uses, or a value that is no
+/// flag at all (null in its column).
+fn flag_member() -> impl Strategy<Value = Member> {
+    let forms: Vec<(&'static str, Option<bool>)> = vec![
+        ("true", Some(true)),
+        ("false", Some(false)),
+        ("1", Some(true)),
+        ("0", Some(false)),
+        ("\"true\"", Some(true)),
+        ("\" FALSE \"", Some(false)),
+        ("\"1\"", Some(true)),
+        ("\"0\"", Some(false)),
+        ("\"yes\"", None),
+        ("2", None),
+        ("null", None),
+        ("[true]", None),
+    ];
+    (
+        prop::sample::select(FLAG_FIELDS),
+        prop::sample::select(forms),
+    )
+        .prop_map(|(name, (json, value))| {
+            let cells = value
+                .map(|b| vec![(name, Cell::Bool(b))])
+                .unwrap_or_default();
+            (name.to_owned(), json.to_owned(), cells)
+        })
 }
 
 fn int_member() -> impl Strategy<Value = Member> {
@@ -181,24 +256,25 @@ fn int_member() -> impl Strategy<Value = Member> {
 }
 
 fn timestamp_member() -> impl Strategy<Value = Member> {
+    let names: Vec<&'static str> = std::iter::once("timestamp")
+        .chain(TIME_FIELDS.iter().copied())
+        .collect();
     // 1970 to 2100, to the millisecond; as SparkPost has sent it.
-    (0i64..4_102_444_800_000, 0u8..4).prop_map(|(millis, form)| {
-        let secs = millis / 1000;
-        let (json, expected) = match form {
-            0 => (format!("\"{secs}\""), secs * 1000),
-            1 => (secs.to_string(), secs * 1000),
-            2 => (
-                format!("\"{}+00:00\"", format_millis(millis).replace(' ', "T")),
-                millis,
-            ),
-            _ => (format!("\"{secs}.{:03}\"", millis % 1000), millis),
-        };
-        (
-            "timestamp".to_owned(),
-            json,
-            vec![("timestamp", Cell::Millis(expected))],
-        )
-    })
+    (prop::sample::select(names), 0i64..4_102_444_800_000, 0u8..4).prop_map(
+        |(name, millis, form)| {
+            let secs = millis / 1000;
+            let (json, expected) = match form {
+                0 => (format!("\"{secs}\""), secs * 1000),
+                1 => (secs.to_string(), secs * 1000),
+                2 => (
+                    format!("\"{}+00:00\"", format_millis(millis).replace(' ', "T")),
+                    millis,
+                ),
+                _ => (format!("\"{secs}.{:03}\"", millis % 1000), millis),
+            };
+            (name.to_owned(), json, vec![(name, Cell::Millis(expected))])
+        },
+    )
 }
 
 fn json_member() -> impl Strategy<Value = Member> {
@@ -257,6 +333,7 @@ fn member() -> impl Strategy<Value = Member> {
     prop_oneof![
         6 => text_member(),
         3 => int_member(),
+        2 => flag_member(),
         2 => timestamp_member(),
         2 => json_member(),
         1 => geo_member(),
@@ -309,6 +386,10 @@ fn build(index: usize, generated: (usize, Vec<Member>, Option<String>, [&str; 4]
     columns.insert("event_class", Cell::Text(class.to_owned()));
     let unparsed = !columns.contains_key("timestamp");
     columns.insert("timestamp_unparsed", Cell::Bool(unparsed));
+    // Before 2014 or more than a day after receipt: filed under the receive date, flagged.
+    let implausible = matches!(columns.get("timestamp"),
+        Some(Cell::Millis(m)) if *m < FLOOR_MILLIS || *m > RECEIVED_AT + 86_400_000);
+    columns.insert("timestamp_implausible", Cell::Bool(implausible));
     columns.insert("batch_id", Cell::Text("batch-7".to_owned()));
     columns.insert("received_at", Cell::Millis(RECEIVED_AT));
     columns.insert("raw", Cell::Text(raw.clone()));
@@ -339,13 +420,9 @@ fn message(id: usize, events: &[Ev], spacing: &str) -> InboundMessage {
 
 /// Every row of a Parquet object, as cells by column name (null cells left out).
 fn parquet_rows(bytes: &Bytes) -> Vec<BTreeMap<String, Cell>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-        .unwrap()
-        .build()
-        .unwrap();
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch: RecordBatch = batch.unwrap();
+    for batch in sparklake_core::encode::read_parquet(bytes.clone()).unwrap() {
+        let batch: RecordBatch = batch;
         let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
         let schema = batch.schema();
         let got: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -412,6 +489,8 @@ fn check_batch(events: Vec<Ev>, cuts: Vec<usize>, spacing: &str) -> Result<(), T
         Writer {
             store: &store,
             parquet: &parquet,
+            timestamps: Default::default(),
+            catalog: None,
         }
         .handle(&messages, 0),
     );
@@ -462,8 +541,11 @@ fn check_batch(events: Vec<Ev>, cuts: Vec<usize>, spacing: &str) -> Result<(), T
         let Some(Cell::Text(id)) = ev.columns.get("event_id") else {
             unreachable!()
         };
-        let dt = match ev.columns.get("timestamp") {
-            Some(Cell::Millis(m)) => date_of(*m),
+        let dt = match (
+            ev.columns.get("timestamp"),
+            ev.columns.get("timestamp_implausible"),
+        ) {
+            (Some(Cell::Millis(m)), Some(Cell::Bool(false))) => date_of(*m),
             _ => date_of(RECEIVED_AT),
         };
         let partition = format!("event_type={}/dt={dt}/", escape_path_value(&ev.event_type));
@@ -560,6 +642,8 @@ fn csv_line_break_escaping_is_lossy_for_a_literal_backslash_n() {
         Writer {
             store: &store,
             parquet: &parquet,
+            timestamps: Default::default(),
+            catalog: None,
         }
         .handle(&[message(0, &events, "")], 0),
     );
