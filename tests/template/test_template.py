@@ -237,7 +237,9 @@ def test_tables_use_partition_projection(template, resources, table, prefix):
     assert p["projection.event_type.values"] == {"Ref": "ProjectedEventTypes"}
     assert p["projection.dt.type"] == "date"
     assert p["projection.dt.format"] == "yyyy-MM-dd"
-    assert p["projection.dt.range"] == {"Fn::Sub": "${ProjectionStartDate},NOW"}
+    # A day past today: the writer files an event more than a day ahead of its receipt under
+    # the receive date (timestamp_implausible), so every dt it writes is projected.
+    assert p["projection.dt.range"] == {"Fn::Sub": "${ProjectionStartDate},NOW+1DAYS"}
     assert p["projection.dt.interval"] == "1"
     assert p["projection.dt.interval.unit"] == "DAYS"
     assert p["storage.location.template"] == {
@@ -247,12 +249,15 @@ def test_tables_use_partition_projection(template, resources, table, prefix):
     assert [k["Name"] for k in t["PartitionKeys"]] == ["event_type", "dt"]
     assert all(k["Type"] == "string" for k in t["PartitionKeys"])
     assert t["TableType"] == "EXTERNAL_TABLE"
-    # The projected types must be the documented SparkPost types, and a valid enum list.
+    # The projected types start as the documented SparkPost types (the Ingest API's are
+    # `success` and `error`), a valid enum list; the writer adds the rest.
     values = template["Parameters"]["ProjectedEventTypes"]["Default"].split(",")
-    assert {"delivery", "bounce", "spam_complaint", "open", "click", "injection"} <= set(values)
-    assert len(values) == len(set(values))
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", v) for v in values)
-    assert template["Parameters"]["ProjectionStartDate"]["Default"] == "2016-01-01"
+    assert {"delivery", "bounce", "spam_complaint", "open", "click", "injection", "amp_open",
+            "ab_test_completed", "success", "error"} <= set(values)
+    assert len(values) == len(set(values)) == 27
+    assert all(re.fullmatch(r"[a-z_]+", v) for v in values)
+    # The same floor as the writer's default SPARKLAKE_TIMESTAMP_FLOOR (SparkPost began in 2014).
+    assert template["Parameters"]["ProjectionStartDate"]["Default"] == "2014-01-01"
 
 
 def test_events_columns_are_the_writer_schema(resources, schema):
@@ -400,6 +405,16 @@ def test_writer_permissions(resources):
         json.dumps({"Fn::Sub": f"${{DataBucket.Arn}}/{p}/*"}) for p in ("parquet", "csv")
     )
     assert not grants(s, "sqs:SendMessage")
+    # New event types join the two tables' projection: GetTable and UpdateTable on them only.
+    def glue(path):
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:{path}"}
+
+    tables = [glue("catalog"), glue("database/${GlueDatabase}"),
+              glue("table/${GlueDatabase}/${EventsTable}"), glue("table/${GlueDatabase}/${EventsCsvTable}")]
+    for action in ("glue:GetTable", "glue:UpdateTable"):
+        assert grants(s, action) == tables, action
+    actions = {a for st in s for a in as_list(st["Action"])}
+    assert {a for a in actions if a.startswith("glue:")} == {"glue:GetTable", "glue:UpdateTable"}
 
 
 def test_raw_archive_role_reaches_only_raw_prefixes(resources):
@@ -444,6 +459,11 @@ def test_function_environments(resources):
     writer = props(resources, "WriterFunction")["Environment"]["Variables"]
     assert writer["SPARKLAKE_BUCKET"] == {"Ref": "DataBucket"}
     assert writer["SPARKLAKE_PARTITION_VALUE_MAX_BYTES"] == {"Ref": "PartitionValueMaxBytes"}
+    assert writer["SPARKLAKE_PARQUET_TIMESTAMP"] == {"Ref": "ParquetTimestampType"}
+    # The timestamp floor is the projection's first day: no event is filed before it.
+    assert writer["SPARKLAKE_TIMESTAMP_FLOOR"] == {"Ref": "ProjectionStartDate"}
+    assert writer["SPARKLAKE_GLUE_DATABASE"] == {"Ref": "GlueDatabase"}
+    assert writer["SPARKLAKE_GLUE_TABLES"] == {"Fn::Sub": "${EventsTable},${EventsCsvTable}"}
     for env in (ingest, writer):
         assert env["SPARKLAKE_S3_SSE"] == {"Fn::If": ["HasKms", "aws:kms", {"Ref": "AWS::NoValue"}]}
         assert env["SPARKLAKE_S3_KMS_KEY_ID"] == {"Fn::If": ["HasKms", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
@@ -514,6 +534,9 @@ def test_alarms_watch_dlqs_errors_and_queue_age(resources):
     for function in ("IngestFunction", "WriterFunction"):
         assert watching("Errors", FunctionName={"Ref": function})
     assert watching("HTTPCode_Target_5XX_Count", TargetGroup={"Fn::GetAtt": ["IngestTargetGroup", "TargetGroupFullName"]})
+    # Rows the tables cannot see: the writer's EMF metric (namespace and dimension as it emits).
+    (unprojected,) = watching("UnprojectedTypes", Function="writer")
+    assert unprojected["Namespace"] == "Sparklake" and unprojected["Threshold"] == 0
     for a in alarms:
         assert a["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
     assert resources["AlarmTopic"]["Condition"] == "HasAlarmEmail"
