@@ -55,10 +55,11 @@ def sql(name: str) -> str:
 def connect(data: Path) -> duckdb.DuckDBPyConnection:
     """`events` as the Glue table presents it (dt a string), then the events_dedup view."""
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     glob = str(data / "parquet" / "*" / "*" / "*.parquet").replace("'", "''")
     con.execute(
         "CREATE VIEW events AS SELECT * REPLACE (CAST(dt AS VARCHAR) AS dt) "
-        f"FROM read_parquet('{glob}', hive_partitioning = true)"
+        f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
     )
     con.execute(sql("events_dedup_view"))
     return con

@@ -67,6 +67,32 @@ def test_query_local_sql_and_csv_table(demo):
     assert bad.returncode != 0 and "query: error" in bad.stderr
 
 
+def test_query_local_reads_csv_as_text_like_the_glue_table(tmp_path):
+    """events_csv is all text, as its Glue table declares it: a number too long for any integer
+    type, next to short ones, is text, not a type-guessing error; and CSV timestamps are UTC
+    text, the same whatever the machine's time zone."""
+    data = tmp_path / "data"
+    batch = tmp_path / "batch.json"
+    long = "9" * 40
+    # campaign_id looks like an integer for thousands of rows (DuckDB's type guess), then is a
+    # number no integer type holds; text columns keep a number's digits as sent.
+    events = [{"msys": {"message_event": {"type": "bounce", "event_id": str(i), "timestamp": "1454442600",
+                                          "campaign_id": int(long) if i == 2999 else i}}}
+              for i in range(3000)]
+    batch.write_text(json.dumps(events))
+    subprocess.run([sparklake_bin(), "import", "--data", str(data), str(batch)], check=True,
+                   capture_output=True)
+    for tz in ("UTC", "America/New_York"):
+        out = script("query", "--local", "--data", str(data), "--sql",
+                     "SELECT any_value(typeof(campaign_id)) AS t, max(length(campaign_id)) AS l, min(\"timestamp\") AS ts, "
+                     "count(*) AS n FROM events_csv", env={"TZ": tz}).stdout
+        assert out.splitlines()[1] == f"VARCHAR,40,2016-02-02 19:50:00.000,3000", tz
+        # The Parquet view's timestamps read as UTC too.
+        out = script("query", "--local", "--data", str(data), "--sql",
+                     "SELECT CAST(min(\"timestamp\") AS VARCHAR) AS ts FROM events", env={"TZ": tz}).stdout
+        assert out.splitlines()[1] == "2016-02-02 19:50:00", tz
+
+
 def test_query_aws_needs_the_stack_outputs():
     done = script("query", "--named", "daily_rates", env={"SPARKLAKE_STACK_OUTPUTS": "{}"}, check=False)
     assert done.returncode != 0 and "WorkGroup" in done.stderr
