@@ -495,7 +495,7 @@ mod tests {
     }
 
     const BATCH: &str = r#"[{"msys":{"track_event":{"type":"click","event_id":"1","timestamp":"1454442600","geo_ip":{"latitude":1.5,"longitude":-2.25}}}},
-        {"msys":{"message_event":{"type":"delivery","event_id":"2","timestamp":"253402300799"}}}]"#;
+        {"msys":{"message_event":{"type":"delivery","event_id":"2","timestamp":"253402300799999"}}}]"#;
 
     /// Readers that predate 2026's IEEE_754_TOTAL_ORDER (parquet-mr in Hive 2.3, polars 1.41)
     /// fail on a column, or a file, that declares it; INT96_TIMESTAMP_ORDER is as new. Every
@@ -566,8 +566,8 @@ mod tests {
             let values = column.as_primitive::<TimestampMillisecondType>();
             seen.push(values.values().to_vec());
         }
-        // 2016-02-02T19:50:00Z and 9999-12-31T23:59:59Z, whole, from both.
-        assert_eq!(seen[0], vec![1_454_442_600_000, 253_402_300_799_000]);
+        // 2016-02-02T19:50:00Z and 9999-12-31T23:59:59.999Z, whole, from both.
+        assert_eq!(seen[0], vec![1_454_442_600_000, 253_402_300_799_999]);
         assert_eq!(seen[0], seen[1]);
     }
 
