@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The project's test command: formatting and lints, the SAM template (cfn-lint, sam validate,
-# its wiring tests), the day-one queries in DuckDB and the operator scripts, then every Rust test
-# with the AWS tests against moto's server on a free 127.0.0.1 port, then a short smoke of the
-# fuzz targets (scripts/fuzz.sh --smoke: build, replay fuzz/corpus, 20 s per target).
+# its wiring tests), the day-one queries in DuckDB and the operator scripts, the engine-
+# compatibility test (tests/compat: Spark's Hive SerDes and native reader, OpenCSVSerde and
+# pyarrow over the same lake), then every Rust test with the AWS tests against moto's server on
+# a free 127.0.0.1 port, then a short smoke of the fuzz targets (scripts/fuzz.sh --smoke: build,
+# replay fuzz/corpus, 20 s per target).
 # Long runs only when asked: SPARKLAKE_FUZZ_LONG=1 runs `scripts/fuzz.sh --long` (10 million
 # inputs, hours; results in fuzz/README.md) in place of the smoke, SPARKLAKE_LOAD=1 the load test
 # (scripts/load; results in BENCHMARKS.md), SPARKLAKE_CRASH_ROUNDS / SPARKLAKE_FAULTS_EVENTS the
 # longer crash and fault runs (RELIABILITY.md).
 # Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
-# cfn-lint, aws-sam-cli, duckdb, pytest) goes into a cached virtualenv, ~/.cache/sparklake/venv.
+# cfn-lint, aws-sam-cli, duckdb, pytest, pyspark, pyarrow) goes into a cached virtualenv,
+# ~/.cache/sparklake/venv, and Java 17 from Debian's openjdk-17-jre-headless where missing.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -44,6 +47,11 @@ cargo build -p sparklake --locked --quiet
 echo "== pytest tests/queries tests/scripts"
 SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" PYTHONDONTWRITEBYTECODE=1 \
   "$SPARKLAKE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/queries tests/scripts 2>&1 | tee -a "$pylog"
+
+# Every engine reads every column: Spark with Hive's SerDes (pyspark, Java 17) over tables made
+# from template.yaml's own DDL, against pyarrow (tests/compat/run.sh installs what it needs).
+echo "== tests/compat (Spark, Hive SerDes, pyarrow)"
+SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" tests/compat/run.sh 2>&1 | tee -a "$pylog"
 
 echo "== cargo test"
 # The crash test checks the de-duplicating view in DuckDB through scripts/query; here the
