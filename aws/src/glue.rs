@@ -90,16 +90,22 @@ impl GlueProjection {
         }
     }
 
-    fn remember(&self, values: impl IntoIterator<Item = String>, fresh: bool) {
+    /// Trusts `values` as projected by every table from now on.
+    fn remember(&self, values: BTreeSet<String>) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *known {
-            Some((at, set)) if !fresh && at.elapsed() < CACHE_TTL => set.extend(values),
-            _ => *known = Some((Instant::now(), values.into_iter().collect())),
+            Some((at, set)) if at.elapsed() < CACHE_TTL => set.extend(values),
+            _ => *known = Some((Instant::now(), values)),
         }
     }
 
-    /// Projects `wanted` onto one table; returns what it added and what it could not.
-    async fn project_table(&self, table: &str, wanted: &[String]) -> Result<Merge, PortError> {
+    /// Projects `wanted` onto one table; returns what it added and what it could not, and
+    /// every value the table now projects.
+    async fn project_table(
+        &self,
+        table: &str,
+        wanted: &[String],
+    ) -> Result<(Merge, BTreeSet<String>), PortError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -116,16 +122,23 @@ impl GlueProjection {
             let parameters = current.parameters.clone().unwrap_or_default();
             if parameters.get(TYPE_PARAMETER).map(String::as_str) != Some("enum") {
                 // Not an enum projection (injected, or projection off): every type is visible.
-                return Ok(Merge::default());
+                return Ok((Merge::default(), wanted.iter().cloned().collect()));
             }
             let existing = parameters
                 .get(VALUES_PARAMETER)
                 .cloned()
                 .unwrap_or_default();
             let merge = merge_values(&existing, wanted, MAX_PROJECTED_TYPES);
+            let projected = |merge: &Merge| -> BTreeSet<String> {
+                existing
+                    .split(',')
+                    .map(str::to_owned)
+                    .chain(merge.added.iter().cloned())
+                    .collect()
+            };
             let Some(values) = merge.values.clone() else {
-                self.remember(existing.split(',').map(str::to_owned), false);
-                return Ok(merge);
+                let now = projected(&merge);
+                return Ok((merge, now));
             };
             let input =
                 table_input(&current, values).map_err(|e| PortError::new("glue UpdateTable", e))?;
@@ -139,14 +152,8 @@ impl GlueProjection {
             }
             match update.send().await {
                 Ok(_) => {
-                    self.remember(
-                        existing
-                            .split(',')
-                            .map(str::to_owned)
-                            .chain(merge.added.clone()),
-                        false,
-                    );
-                    return Ok(merge);
+                    let now = projected(&merge);
+                    return Ok((merge, now));
                 }
                 Err(e)
                     if attempt < ATTEMPTS
@@ -179,11 +186,19 @@ impl TypeCatalog for GlueProjection {
         }
         let mut added = BTreeSet::new();
         let mut unprojectable = BTreeSet::new();
+        // Trusted only once every table projects them: a failure part-way leaves the values to
+        // be checked again on the next call.
+        let mut everywhere: Option<BTreeSet<String>> = None;
         for table in &self.tables {
-            let merge = self.project_table(table, &wanted).await?;
+            let (merge, projected) = self.project_table(table, &wanted).await?;
             added.extend(merge.added);
             unprojectable.extend(merge.unprojectable);
+            everywhere = Some(match everywhere {
+                None => projected,
+                Some(so_far) => so_far.intersection(&projected).cloned().collect(),
+            });
         }
+        self.remember(everywhere.unwrap_or_default());
         Ok(Projection {
             added: added.into_iter().collect(),
             unprojectable: unprojectable.into_iter().collect(),

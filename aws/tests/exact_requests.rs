@@ -426,6 +426,52 @@ mod glue {
         assert_eq!(first_read.num_calls() + second_read.num_calls(), 2);
     }
 
+    /// A type is trusted as projected only once every table has it: when the second table's
+    /// update fails, the next call checks (and updates) again instead of skipping the type.
+    #[tokio::test]
+    async fn a_failure_on_one_table_is_not_remembered_as_done() {
+        let read = || mock!(Client::get_table).then_output(|| table("1", "bounce"));
+        let update =
+            || mock!(Client::update_table).then_output(|| UpdateTableOutput::builder().build());
+        let (read1, read2, read3, read4) = (read(), read(), read(), read());
+        let (update1, update3, update4) = (update(), update(), update());
+        let denied = mock!(Client::update_table)
+            .then_error(|| UpdateTableError::unhandled("AccessDeniedException".to_owned()));
+        let client = mock_client!(
+            aws_sdk_glue,
+            RuleMode::Sequential,
+            [
+                &read1, &update1, &read2, &denied, &read3, &update3, &read4, &update4
+            ]
+        );
+        let projection = GlueProjection::new(
+            client,
+            "sparklake",
+            &["events".to_owned(), "events_csv".to_owned()],
+        );
+        assert!(
+            projection
+                .ensure_projected(&["click".to_owned()])
+                .await
+                .is_err()
+        );
+        let retried = projection
+            .ensure_projected(&["click".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(retried.added, vec!["click".to_owned()]);
+        assert_eq!(
+            (
+                read3.num_calls(),
+                update3.num_calls(),
+                read4.num_calls(),
+                update4.num_calls()
+            ),
+            (1, 1, 1, 1),
+            "both tables read and updated again after the failure"
+        );
+    }
+
     /// Any other failure is the caller's to retry (the writer fails the messages).
     #[tokio::test]
     async fn a_refused_update_is_an_error() {

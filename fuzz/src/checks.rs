@@ -7,7 +7,7 @@ use sparklake_core::encode::{encode_csv, to_record_batch};
 use sparklake_core::envelope::{self, Batch, ValidationError};
 use sparklake_core::event::{Event, Identity};
 use sparklake_core::partition::{Format, escape_path_value, object_key};
-use sparklake_core::schema::{TimestampPolicy, COLUMNS, Row, Value};
+use sparklake_core::schema::{COLUMNS, Row, TimestampPolicy, Value};
 
 use crate::reference::{self, J};
 
