@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use sparklake_core::encode::{encode_csv, to_record_batch};
 use sparklake_core::envelope::{self, Batch, ValidationError};
 use sparklake_core::event::{Event, Identity};
-use sparklake_core::partition::{Format, escape_path_value, object_key};
+use sparklake_core::partition::{
+    Format, escape_path_value, hive_escapes, object_key, unescape_path_value,
+};
 use sparklake_core::schema::{COLUMNS, Row, TimestampPolicy, Value};
 
 use crate::reference::{self, J};
@@ -115,11 +117,12 @@ pub fn check_batch(batch: &Batch<'_>) {
                 let with_head = Event::with_head(element.raw, head.clone());
                 assert_eq!(with_head.fields.event_id, event.fields.event_id);
                 assert_eq!(with_head.timestamp_millis(), event.timestamp_millis());
-                rows.push(Row {
+                rows.push(Row::new(
                     event,
-                    batch_id: Some("fuzz-batch"),
-                    received_at: RECEIVED_AT,
-                });
+                    Some("fuzz-batch"),
+                    RECEIVED_AT,
+                    &TimestampPolicy::default(),
+                ));
             }
             (head, parsed) => panic!("head {head:?} but Event::parse gave {parsed:?}"),
         }
@@ -210,12 +213,19 @@ fn check_row(row: &Row<'_>) {
             segments[1],
             format!("event_type={}", escape_path_value(&head.event_type))
         );
+        // Hive's escaping: no character it escapes is left bare (a `%` only starts `%XX`).
+        let value = &segments[1]["event_type=".len()..];
         assert!(
-            segments[1]["event_type=".len()..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'%'),
+            !value.chars().any(|c| c != '%' && hive_escapes(c)),
             "key {key:?}"
         );
+        assert!(
+            value.match_indices('%').all(|(at, _)| value
+                .get(at + 1..at + 3)
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))),
+            "key {key:?}"
+        );
+        assert_eq!(unescape_path_value(value), head.event_type, "key {key:?}");
         assert!(segments.iter().all(|s| !s.is_empty() && *s != ".."));
     }
 
@@ -248,7 +258,26 @@ const TEXT_FIELDS: &[&str] = &[
     "relay_id",
     "sms_src",
     "sms_dst",
+    "mailbox_provider",
+    "mailbox_provider_region",
+    "recipient_domain",
+    "sending_domain",
+    "recv_method",
+    "rcpt_hash",
+    "device_token",
+    "sms_coding",
+    "sms_src_npi",
+    "sms_src_ton",
+    "sms_dst_npi",
+    "sms_dst_ton",
+    "fbtype",
+    "report_by",
+    "report_to",
+    "error_type",
 ];
+/// Text fields whose column has another name: (key, column).
+const RENAMED_TEXT_FIELDS: &[(&str, &str)] =
+    &[("batch_id", "ingest_batch_id"), ("href", "ingest_href")];
 const INT_FIELDS: &[&str] = &[
     "subaccount_id",
     "customer_id",
@@ -257,8 +286,32 @@ const INT_FIELDS: &[&str] = &[
     "num_retries",
     "queue_time",
     "msg_size",
+    "outbound_tls",
+    "sms_segments",
+    "number_succeeded",
+    "number_failed",
+    "number_duplicates",
 ];
-const JSON_FIELDS: &[&str] = &["rcpt_tags", "rcpt_meta"];
+const JSON_FIELDS: &[&str] = &["rcpt_tags", "rcpt_meta", "sms_remoteids"];
+const FLAG_FIELDS: &[&str] = &[
+    "click_tracking",
+    "open_tracking",
+    "initial_pixel",
+    "amp_enabled",
+    "transactional",
+    "retryable",
+];
+/// Timestamp fields besides `timestamp` (judged only as "read or not": the timestamp forms have
+/// their own tests; here the point is they never cost the event).
+const TIME_FIELDS: &[&str] = &["injection_time", "scheduled_time", "expiration_timestamp"];
+/// Fields of the A/B test object, whose scalars have columns; `ab_test_id` / `ab_test_version`
+/// fall back to them.
+const AB_TEST_FIELDS: &[(&str, &str)] = &[
+    ("name", "ab_test_name"),
+    ("test_mode", "ab_test_mode"),
+    ("engagement_metric", "ab_test_engagement_metric"),
+    ("winning_template_id", "ab_test_winning_template_id"),
+];
 const GEO_FIELDS: &[&str] = &[
     "country",
     "region",
@@ -290,10 +343,19 @@ fn check_fields(row: &Row<'_>) {
     };
     let known = |k: &str| {
         TEXT_FIELDS.contains(&k)
+            || RENAMED_TEXT_FIELDS.iter().any(|(key, _)| *key == k)
             || INT_FIELDS.contains(&k)
             || JSON_FIELDS.contains(&k)
-            || k == "timestamp"
-            || k == "geo_ip"
+            || FLAG_FIELDS.contains(&k)
+            || TIME_FIELDS.contains(&k)
+            || [
+                "timestamp",
+                "geo_ip",
+                "ab_test",
+                "ab_test_id",
+                "ab_test_version",
+            ]
+            .contains(&k)
     };
     let get = |name: &str| body.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let geo_duplicate = match get("geo_ip") {
@@ -344,6 +406,96 @@ fn check_fields(row: &Row<'_>) {
         .filter(|v| text_of(v).is_some())
         .or_else(|| geo_get("postal_code"));
     assert_text(column(row, "geo_zip"), zip, "geo_zip");
+
+    for (key, name) in RENAMED_TEXT_FIELDS {
+        assert_text(column(row, name), lookup(key), &format!("text field {key}"));
+    }
+    for name in FLAG_FIELDS {
+        if let Some(J::F(_)) = lookup(name) {
+            // A float's text is not in the tree (`1.0` and `1.0000000000000000001` are both
+            // 1.0 there): only integers and strings are judged.
+            continue;
+        }
+        assert_eq!(
+            column(row, name),
+            Value::OptBool(lookup(name).and_then(flag_of)),
+            "flag field {name}"
+        );
+    }
+    for name in TIME_FIELDS {
+        let got = column(row, name);
+        let Value::Millis(got) = got else {
+            panic!("{name} is {got:?}")
+        };
+        if !matches!(lookup(name), Some(J::Str(_) | J::I(_) | J::U(_) | J::F(_))) {
+            assert_eq!(got, None, "time field {name}: not a string or a number");
+        }
+    }
+    // The A/B test object: an object's scalars in their columns and its text whole, anything
+    // else nothing. A repeated key inside it loses its scalars only (the object is kept).
+    let ab_test = match lookup("ab_test") {
+        Some(J::Obj(object)) => Some(object),
+        _ => None,
+    };
+    let ab_duplicate = ab_test.is_some_and(|o| {
+        has_duplicate(o.iter().map(|(k, _)| k.as_str()), &|k| {
+            [
+                "id",
+                "name",
+                "version",
+                "test_mode",
+                "engagement_metric",
+                "winning_template_id",
+                "default_template",
+            ]
+            .contains(&k)
+        })
+    });
+    let ab_get = |k: &str| {
+        ab_test
+            .filter(|_| !ab_duplicate)
+            .and_then(|o| o.iter().find(|(n, _)| n == k).map(|(_, v)| v))
+    };
+    assert_eq!(
+        matches!(column(row, "ab_test"), Value::Text(Some(_))),
+        ab_test.is_some(),
+        "ab_test column"
+    );
+    for (key, name) in AB_TEST_FIELDS {
+        assert_text(column(row, name), ab_get(key), name);
+    }
+    let own_id = lookup("ab_test_id").filter(|v| text_of(v).is_some());
+    assert_text(
+        column(row, "ab_test_id"),
+        own_id.or_else(|| ab_get("id")),
+        "ab_test_id",
+    );
+    let own_version = lookup("ab_test_version");
+    if let Value::Int(None) = column(row, "ab_test_version") {
+        // Null only if neither the field nor the object's version reads as an integer.
+        for source in [own_version, ab_get("version")] {
+            assert_int(
+                Value::Int(None),
+                source.filter(|v| !matches!(v, J::F(_))),
+                "ab_test_version",
+            );
+        }
+    }
+}
+
+/// A yes/no value as the flag columns read it.
+fn flag_of(v: &J) -> Option<bool> {
+    match v {
+        J::Bool(b) => Some(*b),
+        J::I(1) | J::U(1) => Some(true),
+        J::I(0) | J::U(0) => Some(false),
+        J::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A text column against the tree's value: for a number the column holds its exact digits,
