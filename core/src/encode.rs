@@ -284,17 +284,13 @@ fn write_column(
             // One buffer for the column's text and a view of it per value: no allocation per
             // value.
             let mut text = Vec::with_capacity(rows.len() * 24);
-            let mut spans = Vec::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    Value::Text(Some(t)) => {
-                        levels.push(1);
-                        spans.push((text.len(), t.len()));
-                        text.extend_from_slice(t.as_bytes());
-                    }
-                    _ => levels.push(0),
+            let spans = present(values, levels, |v| match v {
+                Value::Text(Some(t)) => {
+                    text.extend_from_slice(t.as_bytes());
+                    Some((text.len() - t.len(), t.len()))
                 }
-            }
+                _ => None,
+            });
             let text = Bytes::from(text);
             let values: Vec<ByteArray> = spans
                 .into_iter()
@@ -303,42 +299,24 @@ fn write_column(
             w.write_batch(&values, Some(levels), None)?;
         }
         ColumnWriter::Int64ColumnWriter(w) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    Value::Int(Some(i)) | Value::Millis(Some(i)) => {
-                        levels.push(1);
-                        out.push(i);
-                    }
-                    _ => levels.push(0),
-                }
-            }
+            let out = present(values, levels, |v| match v {
+                Value::Int(i) | Value::Millis(i) => i,
+                _ => None,
+            });
             w.write_batch(&out, Some(levels), None)?;
         }
         ColumnWriter::Int96ColumnWriter(w) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    Value::Millis(Some(m)) => {
-                        levels.push(1);
-                        out.push(int96_of_millis(m));
-                    }
-                    _ => levels.push(0),
-                }
-            }
+            let out = present(values, levels, |v| match v {
+                Value::Millis(m) => m.map(int96_of_millis),
+                _ => None,
+            });
             w.write_batch(&out, Some(levels), None)?;
         }
         ColumnWriter::DoubleColumnWriter(w) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    Value::Float(Some(f)) => {
-                        levels.push(1);
-                        out.push(f);
-                    }
-                    _ => levels.push(0),
-                }
-            }
+            let out = present(values, levels, |v| match v {
+                Value::Float(f) => f,
+                _ => None,
+            });
             w.write_batch(&out, Some(levels), None)?;
         }
         ColumnWriter::BoolColumnWriter(w) if column.kind == Kind::Bool => {
@@ -346,16 +324,10 @@ fn write_column(
             w.write_batch(&out, None, None)?;
         }
         ColumnWriter::BoolColumnWriter(w) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for v in values {
-                match v {
-                    Value::OptBool(Some(b)) => {
-                        levels.push(1);
-                        out.push(b);
-                    }
-                    _ => levels.push(0),
-                }
-            }
+            let out = present(values, levels, |v| match v {
+                Value::OptBool(b) => b,
+                _ => None,
+            });
             w.write_batch(&out, Some(levels), None)?;
         }
         _ => {
@@ -398,6 +370,25 @@ pub fn timestamps_as_millis(schema: &arrow::datatypes::Schema) -> arrow::datatyp
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// The values `pick` finds, with a definition level per row in `levels` (1 present, 0 null).
+fn present<'v, T>(
+    values: impl Iterator<Item = Value<'v>>,
+    levels: &mut Vec<i16>,
+    mut pick: impl FnMut(Value<'v>) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(values.size_hint().0);
+    for value in values {
+        match pick(value) {
+            Some(v) => {
+                levels.push(1);
+                out.push(v);
+            }
+            None => levels.push(0),
+        }
+    }
+    out
 }
 
 const MILLIS_PER_DAY: i64 = 86_400_000;

@@ -6,11 +6,16 @@
 mod common;
 
 use common::fixture;
-use sparklake_core::envelope::validate;
+use sparklake_core::envelope::{EventHead, validate};
 use sparklake_core::event::Event;
 use sparklake_core::schema::{COLUMNS, Row, TimestampPolicy, Value};
 
 const RECEIVED: i64 = 1_700_000_000_000;
+
+/// The row of one validated element, received at [`RECEIVED`].
+fn row<'a>(raw: &'a str, head: &EventHead<'a>, policy: &TimestampPolicy) -> Row<'a> {
+    Row::new(Event::with_head(raw, head.clone()), None, RECEIVED, policy)
+}
 
 /// Every row of a fixture, with each column's value by name.
 fn rows(name: &str) -> Vec<Vec<(&'static str, String)>> {
@@ -19,12 +24,7 @@ fn rows(name: &str) -> Vec<Vec<(&'static str, String)>> {
     batch
         .events()
         .map(|(element, head)| {
-            let row = Row::new(
-                Event::with_head(element.raw, head.clone()),
-                None,
-                RECEIVED,
-                &TimestampPolicy::default(),
-            );
+            let row = row(element.raw, head, &TimestampPolicy::default());
             COLUMNS
                 .iter()
                 .map(|c| (c.name, show((c.read)(&row))))
@@ -292,12 +292,7 @@ fn implausible_timestamps_are_flagged_and_placed_by_the_receive_time() {
     let placed: Vec<(bool, i64, String)> = batch
         .events()
         .map(|(element, head)| {
-            let row = Row::new(
-                Event::with_head(element.raw, head.clone()),
-                None,
-                RECEIVED,
-                &policy,
-            );
+            let row = row(element.raw, head, &policy);
             (
                 row.timestamp_implausible,
                 row.event.timestamp_millis().unwrap_or(-1),
