@@ -161,7 +161,7 @@ async fn move_by_hand(
     let mut moved = 0;
     loop {
         let received = dlq
-            .receive(10, Duration::from_secs(1), Some(Duration::from_secs(120)))
+            .receive_batch(10, Duration::from_secs(1), Some(Duration::from_secs(120)))
             .await?;
         if received.is_empty() {
             break;
@@ -177,7 +177,7 @@ async fn move_by_hand(
         // Send first, delete after: interrupted in between, a message is duplicated, not lost.
         source.send_messages(&messages).await?;
         let receipts: Vec<String> = received.iter().map(|r| r.receipt.clone()).collect();
-        dlq.delete(&receipts).await?;
+        dlq.delete_batch(&receipts).await?;
         moved += received.len();
         progress(format!("{}: moved {moved} so far", dlq.url()));
         let budget = Duration::from_secs_f64(received.len() as f64 / rate);

@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::message::OutboundMessage;
+use std::time::Duration;
+
+use crate::message::{InboundMessage, OutboundMessage};
 
 /// An infrastructure failure: worth retrying, never the caller's fault.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,56 @@ pub trait QueueSend: Send + Sync {
 
     /// Enqueues every message durably; `Ok` only once all of them are stored.
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError>;
+}
+
+/// A received message and the receipt handle that deletes it or changes its visibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message: InboundMessage,
+    pub receipt: String,
+}
+
+/// How many messages a queue holds, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted, invisible until their visibility timeout.
+    pub in_flight: u64,
+    /// In the dead-letter queue.
+    pub dead: u64,
+}
+
+/// A queue to receive from: the consumer side the workers poll, settle and re-drive, as an SQS
+/// event source mapping does (SQS on AWS, the embedded queue locally).
+#[async_trait]
+pub trait QueueReceive: QueueSend {
+    /// The queue's name in logs and reports.
+    fn name(&self) -> &str;
+
+    /// Up to `max` messages, waiting up to `wait` for the first (SQS long polling).
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, PortError>;
+
+    /// Deletes messages that were handled.
+    async fn delete(&self, receipts: &[String]) -> Result<(), PortError>;
+
+    /// Keeps messages still being worked on invisible for another visibility timeout.
+    async fn extend(&self, receipts: &[String]) -> Result<(), PortError>;
+
+    /// The visibility timeout received messages get.
+    fn visibility_timeout(&self) -> Duration;
+
+    /// Depth by state.
+    async fn counts(&self) -> Result<QueueCounts, PortError>;
+
+    /// After a crash of the only consumer, makes in-flight messages visible at once (a local
+    /// queue; SQS has no such call, its messages come back after their timeout).
+    async fn recover(&self) -> Result<usize, PortError> {
+        Ok(0)
+    }
+
+    /// Moves dead-lettered messages back to this queue; reports progress through `progress`.
+    async fn redrive(&self, progress: &(dyn Fn(String) + Sync)) -> Result<usize, PortError>;
 }
 
 /// An object store to put to. Keys are `/`-separated relative paths.

@@ -2,7 +2,6 @@
 //!
 //! - [`queue`]: an embedded durable queue (SQLite) with SQS semantics.
 //! - [`store`]: a folder of files as the object store and the raw archive.
-//! - [`work_queue`]: the consumer side of a queue, over SQLite or SQS.
 //! - [`pipeline`]: the queues, the store and the fanout and writer workers over them.
 //! - [`server`]: the HTTP server in front of the ingest handler.
 //! - [`commands`]: the `sparklake` commands (serve, demo, import, redrive, status; `gen` is in
@@ -19,4 +18,3 @@ pub mod queue;
 pub mod report;
 pub mod server;
 pub mod store;
-pub mod work_queue;

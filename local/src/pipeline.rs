@@ -16,14 +16,15 @@ use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::message::InboundMessage;
 use sparklake_core::metrics::Metrics;
 use sparklake_core::output::OutputSettings;
-use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, QueueSend, TypeCatalog};
+use sparklake_core::ports::{
+    ArchiveAppend, ObjectPut, PortError, QueueReceive, QueueSend, Received, TypeCatalog,
+};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use writer::Writer;
 
-use crate::queue::{LocalQueue, LocalQueues, QueueConfig, QueueError, Received};
+use crate::queue::{LocalQueue, LocalQueues, QueueConfig, QueueError};
 use crate::store::{FsArchive, FsStore};
-use crate::work_queue::{SqsWorkQueue, WorkQueue};
 use sparklake_aws::config::{AwsSettings, SettingsError};
 use sparklake_aws::firehose::FirehoseArchive;
 use sparklake_aws::s3::S3Store;
@@ -83,8 +84,8 @@ pub struct LocalParts {
 #[derive(Clone)]
 pub struct Pipeline {
     pub settings: Settings,
-    pub ingest_queue: Arc<dyn WorkQueue>,
-    pub events_queue: Arc<dyn WorkQueue>,
+    pub ingest_queue: Arc<dyn QueueReceive>,
+    pub events_queue: Arc<dyn QueueReceive>,
     pub routes: Vec<(String, BTreeSet<String>, Arc<dyn QueueSend>)>,
     pub store: Arc<dyn ObjectPut>,
     pub archive: Option<Arc<dyn ArchiveAppend>>,
@@ -153,13 +154,12 @@ impl Pipeline {
         poll_wait: Duration,
     ) -> Result<Self, SettingsError> {
         let sqs = sparklake_aws::sqs_client(sdk);
-        let queue = |url: &str, name: &str| SqsWorkQueue {
-            queue: SqsQueue::new(sqs.clone(), url)
+        let queue = |url: &str, name: &str| {
+            SqsQueue::new(sqs.clone(), url)
                 .with_max_message_bytes(aws.max_message_bytes)
-                .with_compression(aws.compress),
-            name: name.to_owned(),
-            visibility_timeout: settings.queue.visibility_timeout,
-            redrive_rate: 50,
+                .with_compression(aws.compress)
+                .with_name(name)
+                .with_visibility_timeout(settings.queue.visibility_timeout)
         };
         let ingest = queue(
             AwsSettings::require(&aws.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?,
@@ -408,7 +408,7 @@ async fn idle(stop: &mut watch::Receiver<bool>) {
 /// Runs `work` while extending the received messages' visibility every half timeout, so a slow
 /// batch is not redelivered to another worker while it is still being handled.
 async fn with_heartbeat<T>(
-    queue: &dyn WorkQueue,
+    queue: &dyn QueueReceive,
     received: &[Received],
     work: impl Future<Output = T>,
 ) -> T {
@@ -434,7 +434,7 @@ async fn with_heartbeat<T>(
 /// Deletes the messages that succeeded; failed ones stay invisible until their visibility
 /// timeout, then are redelivered (and dead-lettered after the maximum receives), as on SQS.
 async fn settle(
-    queue: &dyn WorkQueue,
+    queue: &dyn QueueReceive,
     received: &[Received],
     failed: &[String],
 ) -> Result<(), PortError> {

@@ -23,7 +23,8 @@ use http::header::WWW_AUTHENTICATE;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use ingest::IngestConfig;
 use process::*;
-use sparklake::queue::{QueueConfig, QueueCounts};
+use sparklake::queue::QueueConfig;
+use sparklake_core::ports::QueueCounts;
 
 const USER: &str = "sparkpost";
 const PASSWORD: &str = "S3cret-Pw";

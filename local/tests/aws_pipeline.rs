@@ -28,7 +28,7 @@ async fn drain(queue: &SqsQueue) -> Vec<(InboundMessage, String)> {
     let mut out = Vec::new();
     for _ in 0..100 {
         let batch = queue
-            .receive(10, Duration::ZERO, Some(Duration::from_secs(60)))
+            .receive_batch(10, Duration::ZERO, Some(Duration::from_secs(60)))
             .await
             .unwrap();
         if batch.is_empty() {
@@ -364,7 +364,7 @@ async fn a_poison_message_is_failed_dead_lettered_redriven_then_written() {
     // As the Lambda sees it: an SQS event in, a partial-batch response out.
     for attempt in 1..=2 {
         let received = queue
-            .receive(10, Duration::ZERO, Some(Duration::from_secs(30)))
+            .receive_batch(10, Duration::ZERO, Some(Duration::from_secs(30)))
             .await
             .unwrap();
         assert_eq!(received.len(), 1, "attempt {attempt}");
@@ -388,7 +388,7 @@ async fn a_poison_message_is_failed_dead_lettered_redriven_then_written() {
     }
     assert!(
         queue
-            .receive(10, Duration::ZERO, None)
+            .receive_batch(10, Duration::ZERO, None)
             .await
             .unwrap()
             .is_empty(),
@@ -409,11 +409,14 @@ async fn a_poison_message_is_failed_dead_lettered_redriven_then_written() {
         "the emulator has no move tasks: {said}"
     );
     assert_eq!(dlq.depth().await.unwrap().0, 0);
-    let received = queue.receive(10, Duration::ZERO, None).await.unwrap();
+    let received = queue.receive_batch(10, Duration::ZERO, None).await.unwrap();
     assert_eq!(received.len(), 1);
     let outcome = writer.handle(&[received[0].message.clone()], 0).await;
     assert!(outcome.failed.is_empty());
-    queue.delete(&[received[0].receipt.clone()]).await.unwrap();
+    queue
+        .delete_batch(&[received[0].receipt.clone()])
+        .await
+        .unwrap();
     assert_eq!(parquet_event_ids(&aws, &lake, "parquet/").await.len(), 19);
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use lake::{Answer, Identity};
 use sparklake::generate::Generator;
-use sparklake::queue::{LocalQueues, QueueConfig, QueueCounts};
+use sparklake::queue::{LocalQueues, QueueConfig};
+use sparklake_core::ports::QueueCounts;
 
 /// The tmpfs the data folder lives on.
 const TMPFS_SIZE: &str = "24m";

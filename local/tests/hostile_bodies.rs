@@ -18,7 +18,8 @@ use flate2::write::GzEncoder;
 use http::StatusCode;
 use process::*;
 use sha2::{Digest, Sha256};
-use sparklake::queue::{QueueConfig, QueueCounts};
+use sparklake::queue::QueueConfig;
+use sparklake_core::ports::QueueCounts;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn event(fields: &str) -> String {

@@ -17,8 +17,9 @@ use http::StatusCode;
 use http::header::{ALLOW, WWW_AUTHENTICATE};
 use ingest::{ConfigError, IngestConfig};
 use sha2::{Digest, Sha256};
-use sparklake::queue::{LocalQueue, QueueConfig, QueueCounts};
+use sparklake::queue::{LocalQueue, QueueConfig};
 use sparklake_core::envelope;
+use sparklake_core::ports::QueueCounts;
 
 const BATCH: &str = "sparkpost/batch.json";
 

@@ -21,12 +21,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Type as PhysicalType;
 use parquet::file::metadata::ParquetMetaData;
 use serde_json::Value as Json;
-use sparklake::queue::{LocalQueue, Received};
+use sparklake::queue::LocalQueue;
 use sparklake::store::FsArchive;
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::envelope;
 use sparklake_core::message::{InboundMessage, OutboundMessage};
 use sparklake_core::ports::ArchiveAppend;
+use sparklake_core::ports::Received;
 use sparklake_core::schema::{COLUMNS, Kind};
 
 const BATCH: &str = "sparkpost/batch.json";

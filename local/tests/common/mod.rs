@@ -10,8 +10,9 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use http::{Request, Response};
 use ingest::{ConfigError, Ingest, IngestConfig};
-use sparklake::queue::{LocalQueue, LocalQueues, QueueConfig, Received};
+use sparklake::queue::{LocalQueue, LocalQueues, QueueConfig};
 use sparklake::store::FsStore;
+use sparklake_core::ports::Received;
 
 pub type TestResult = Result<(), Box<dyn Error>>;
 pub type AnyResult<T> = Result<T, Box<dyn Error>>;

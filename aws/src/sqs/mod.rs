@@ -1,5 +1,7 @@
-//! An SQS queue as the handlers' [`QueueSend`], and the consumer side the `serve --backend aws`
-//! workers and `redrive` use.
+//! An SQS queue as the handlers' [`QueueSend`] (here) and as the workers' [`QueueReceive`]
+//! ([`receive`]: what `serve --backend aws` and `redrive` use).
+//!
+//! [`QueueReceive`]: sparklake_core::ports::QueueReceive
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,18 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
-};
-use sparklake_core::message::{InboundMessage, OutboundMessage};
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use sparklake_core::message::OutboundMessage;
 use sparklake_core::ports::{PortError, QueueSend};
 use tracing::warn;
 
 pub use crate::codec::to_inbound;
 use crate::codec::{self, CONTENT_ENCODING};
 use crate::retry::{ATTEMPTS, backoff};
+
+pub mod receive;
 
 /// SQS's limits: entries per batch call, and bytes per message and per call.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -53,7 +53,7 @@ impl From<SqsError> for PortError {
     }
 }
 
-fn call_error<E: std::error::Error>(operation: &'static str, e: E) -> SqsError {
+pub(crate) fn call_error<E: std::error::Error>(operation: &'static str, e: E) -> SqsError {
     SqsError::Call {
         operation,
         message: DisplayErrorContext(e).to_string(),
@@ -67,13 +67,6 @@ struct Pending {
     size: usize,
 }
 
-/// A received message and the receipt that deletes it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub message: InboundMessage,
-    pub receipt: String,
-}
-
 /// One SQS queue.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -81,17 +74,45 @@ pub struct SqsQueue {
     url: String,
     max_message_bytes: usize,
     compress: bool,
+    /// Its name in logs and reports (default: the last segment of the URL).
+    name: String,
+    /// The visibility timeout its messages get when received (default 30 s).
+    visibility_timeout: Duration,
+    /// Messages a second the fallback re-drive moves at most (default 50).
+    redrive_rate: u32,
 }
 
 impl SqsQueue {
     /// A queue with SQS's 1 MiB message limit and compression on.
     pub fn new(client: Client, url: impl Into<String>) -> Self {
+        let url = url.into();
         Self {
             client,
-            url: url.into(),
+            name: url.rsplit('/').next().unwrap_or_default().to_owned(),
+            url,
             max_message_bytes: MAX_PAYLOAD_BYTES,
             compress: true,
+            visibility_timeout: Duration::from_secs(30),
+            redrive_rate: 50,
         }
+    }
+
+    /// Names the queue in logs and reports.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The visibility timeout received messages get.
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// At most this many messages a second in the fallback re-drive.
+    pub fn with_redrive_rate(mut self, per_second: u32) -> Self {
+        self.redrive_rate = per_second.max(1);
+        self
     }
 
     /// Caps messages below the queue's own maximum (for a queue configured smaller than 1 MiB).
@@ -213,163 +234,6 @@ impl SqsQueue {
         }
         Ok(())
     }
-
-    /// Receives up to 10 messages, long-polling for up to `wait`.
-    pub async fn receive(
-        &self,
-        max: usize,
-        wait: Duration,
-        visibility: Option<Duration>,
-    ) -> Result<Vec<Received>, SqsError> {
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, MAX_BATCH_ENTRIES) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .set_visibility_timeout(visibility.map(|v| v.as_secs().min(43_200) as i32))
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| call_error("ReceiveMessage", e))?;
-        Ok(output.messages().iter().filter_map(to_received).collect())
-    }
-
-    /// Deletes by receipt, 10 a call; failed entries are retried with backoff.
-    pub async fn delete(&self, receipts: &[String]) -> Result<(), SqsError> {
-        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            let mut pending: Vec<(String, &String)> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (i.to_string(), r))
-                .collect();
-            for attempt in 0..ATTEMPTS {
-                let entries = pending
-                    .iter()
-                    .map(|(id, r)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .receipt_handle(r.as_str())
-                            .build()
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| call_error("DeleteMessageBatch", e))?;
-                let output = self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| call_error("DeleteMessageBatch", e))?;
-                let failed: Vec<&str> = output.failed().iter().map(|f| f.id()).collect();
-                let Some(first) = output.failed().first() else {
-                    break;
-                };
-                if attempt + 1 == ATTEMPTS {
-                    return Err(SqsError::Entries {
-                        operation: "DeleteMessageBatch",
-                        count: failed.len(),
-                        first: first.code().to_owned(),
-                    });
-                }
-                pending.retain(|(id, _)| failed.contains(&id.as_str()));
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets the visibility timeout of received messages (extends a batch still being worked on,
-    /// or 0 to hand messages back at once).
-    pub async fn change_visibility(
-        &self,
-        receipts: &[String],
-        timeout: Duration,
-    ) -> Result<(), SqsError> {
-        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .visibility_timeout(timeout.as_secs().min(43_200) as i32)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| call_error("ChangeMessageVisibilityBatch", e))?;
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| call_error("ChangeMessageVisibilityBatch", e))?;
-        }
-        Ok(())
-    }
-
-    /// Named queue attributes, as strings.
-    pub async fn attributes(
-        &self,
-        names: &[QueueAttributeName],
-    ) -> Result<HashMap<QueueAttributeName, String>, SqsError> {
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .set_attribute_names(Some(names.to_vec()))
-            .send()
-            .await
-            .map_err(|e| call_error("GetQueueAttributes", e))?;
-        Ok(output.attributes().cloned().unwrap_or_default())
-    }
-
-    /// (visible, in flight), approximately, as SQS counts them.
-    pub async fn depth(&self) -> Result<(u64, u64), SqsError> {
-        let a = self
-            .attributes(&[
-                QueueAttributeName::ApproximateNumberOfMessages,
-                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            ])
-            .await?;
-        let count = |n: &QueueAttributeName| a.get(n).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((
-            count(&QueueAttributeName::ApproximateNumberOfMessages),
-            count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        ))
-    }
-}
-
-fn to_received(message: &Message) -> Option<Received> {
-    let (Some(id), Some(receipt)) = (message.message_id(), message.receipt_handle()) else {
-        return None;
-    };
-    let attributes = message.message_attributes().cloned().unwrap_or_default();
-    let encoding = attributes
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.string_value());
-    let receive_count = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let strings = attributes
-        .iter()
-        .filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_owned())));
-    Some(Received {
-        message: to_inbound(
-            id,
-            message.body().unwrap_or(""),
-            encoding,
-            strings,
-            receive_count,
-        ),
-        receipt: receipt.to_owned(),
-    })
 }
 
 #[async_trait]
