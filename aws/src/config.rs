@@ -13,6 +13,26 @@ pub enum SettingsError {
     Invalid(&'static str, String),
 }
 
+/// Every variable [`AwsSettings::from_lookup`] reads; `<NAME>` is each route's name, upper-cased
+/// (the README's configuration table is tested against these lists).
+pub const VARIABLES: &[&str] = &[
+    "SPARKLAKE_COMPRESS",
+    "SPARKLAKE_S3_FORCE_PATH_STYLE",
+    "SPARKLAKE_MAX_MESSAGE_BYTES",
+    "SPARKLAKE_PARTITION_VALUE_MAX_BYTES",
+    "SPARKLAKE_S3_SSE",
+    "SPARKLAKE_S3_KMS_KEY_ID",
+    "SPARKLAKE_ROUTES",
+    "SPARKLAKE_ROUTE_<NAME>_QUEUE_URL",
+    "SPARKLAKE_INGEST_QUEUE_URL",
+    "SPARKLAKE_WRITER_QUEUE_URL",
+    "SPARKLAKE_BUCKET",
+    "SPARKLAKE_PREFIX",
+    "SPARKLAKE_ARCHIVE_STREAM",
+    "SPARKLAKE_GLUE_DATABASE",
+    "SPARKLAKE_GLUE_TABLES",
+];
+
 /// Where the pipeline's AWS resources are.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
@@ -193,6 +213,28 @@ pub fn parse_routes(text: &str) -> Result<Vec<(String, BTreeSet<String>)>, Setti
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn variables_lists_every_variable_read() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let read = AwsSettings::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            match name {
+                "SPARKLAKE_ROUTES" => Some("suppression=bounce".to_owned()),
+                "SPARKLAKE_ROUTE_SUPPRESSION_QUEUE_URL" => Some("https://q".to_owned()),
+                _ => None,
+            }
+        });
+        assert!(read.is_ok());
+        let asked: std::collections::BTreeSet<String> = asked
+            .into_inner()
+            .into_iter()
+            .map(|n| n.replace("_SUPPRESSION_", "_<NAME>_"))
+            .collect();
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(asked, listed);
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<AwsSettings, SettingsError> {
         let map: HashMap<String, String> = pairs

@@ -1,5 +1,6 @@
 //! The AWS side of the sparklake ports.
 //!
+//! - [`adapters`]: every adapter below built once from the settings (the Lambda mains, `serve`).
 //! - [`alb`]: the ALB request and response of the ingest Lambda.
 //! - [`config`]: the AWS settings from the environment.
 //! - [`codec`]: how a queue message body travels on SQS (raw JSON, or zstd + base64).
@@ -14,6 +15,8 @@
 //! - [`redrive`]: moving a dead-letter queue's messages back to their source.
 //! - [`retry`]: the backoff used for partial failures the SDK does not retry itself.
 
+#[cfg(feature = "sdk")]
+pub mod adapters;
 pub mod alb;
 pub mod codec;
 #[cfg(feature = "sdk")]
@@ -122,17 +125,6 @@ pub fn glue_client(sdk: &aws_config::SdkConfig) -> aws_sdk_glue::Client {
     aws_sdk_glue::Client::from_conf(config)
 }
 
-#[cfg(feature = "sdk")]
-/// The tables' projection the settings name (`SPARKLAKE_GLUE_DATABASE`), if any.
-pub fn glue_projection(
-    sdk: &aws_config::SdkConfig,
-    settings: &config::AwsSettings,
-) -> Option<glue::GlueProjection> {
-    settings.glue_database.as_deref().map(|database| {
-        glue::GlueProjection::new(glue_client(sdk), database, &settings.glue_tables)
-    })
-}
-
 /// JSON logs on stderr (CloudWatch keeps them), filtered by `SPARKLAKE_LOG` (default `info`).
 /// Stdout is left to the Embedded Metric Format lines.
 pub fn init_lambda_logging() {
@@ -157,11 +149,14 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// The CloudWatch namespace's variable (the README's configuration table is tested against it).
+pub const METRICS_NAMESPACE_VARIABLE: &str = "SPARKLAKE_METRICS_NAMESPACE";
+
 /// Prints a call's metrics as Embedded Metric Format lines on stdout, where CloudWatch picks them
 /// up (namespace `SPARKLAKE_METRICS_NAMESPACE`, default `Sparklake`).
 pub fn emit_metrics(metrics: &sparklake_core::metrics::Metrics, function: &str) {
     let namespace =
-        std::env::var("SPARKLAKE_METRICS_NAMESPACE").unwrap_or_else(|_| "Sparklake".to_owned());
+        std::env::var(METRICS_NAMESPACE_VARIABLE).unwrap_or_else(|_| "Sparklake".to_owned());
     // The SDK's retries, counted by the clients' interceptor (none without the SDK).
     #[cfg(feature = "sdk")]
     let metrics = &{

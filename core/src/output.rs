@@ -5,6 +5,10 @@
 use crate::encode::TimestampType;
 use crate::schema::TimestampPolicy;
 
+/// Every variable [`OutputSettings::from_lookup`] reads (the README's configuration table is
+/// tested against these lists).
+pub const VARIABLES: &[&str] = &["SPARKLAKE_PARQUET_TIMESTAMP", "SPARKLAKE_TIMESTAMP_FLOOR"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutputSettings {
     /// `SPARKLAKE_PARQUET_TIMESTAMP`: `int96` (default) or `millis`.
@@ -63,5 +67,15 @@ mod tests {
         assert_eq!(s.timestamps.floor_millis, 1_451_606_400_000);
         assert!(read(&[("SPARKLAKE_PARQUET_TIMESTAMP", "nanos")]).is_err());
         assert!(read(&[("SPARKLAKE_TIMESTAMP_FLOOR", "yesterday")]).is_err());
+    }
+
+    #[test]
+    fn variables_lists_every_variable_read() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let _ = OutputSettings::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        });
+        assert_eq!(asked.into_inner(), VARIABLES);
     }
 }

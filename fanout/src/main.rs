@@ -4,9 +4,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use fanout::{Fanout, Route};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sparklake_aws::adapters::Adapters;
 use sparklake_aws::config::AwsSettings;
-use sparklake_aws::firehose::FirehoseArchive;
-use sparklake_aws::sqs::SqsQueue;
 use sparklake_aws::{lambda, load_config};
 use sparklake_core::ports::ArchiveAppend;
 
@@ -15,35 +14,18 @@ async fn main() -> Result<(), Error> {
     sparklake_aws::init_lambda_logging();
     let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok())?;
     let sdk = load_config().await;
-    let sqs = sparklake_aws::sqs_client(&sdk);
-    let queue = |url: &str| {
-        SqsQueue::new(sqs.clone(), url)
-            .with_max_message_bytes(settings.max_message_bytes)
-            .with_compression(settings.compress)
-    };
-    let events = queue(AwsSettings::require(
-        &settings.writer_queue_url,
-        "SPARKLAKE_WRITER_QUEUE_URL",
-    )?);
-    let route_queues: Vec<SqsQueue> = settings
-        .routes
+    let aws = Adapters::new(&sdk, settings);
+    let events = aws.writer_queue()?;
+    let route_queues = aws.routes();
+    let routes: Vec<Route<'_>> = route_queues
         .iter()
-        .map(|r| queue(&r.queue_url))
-        .collect();
-    let routes: Vec<Route<'_>> = settings
-        .routes
-        .iter()
-        .zip(&route_queues)
-        .map(|(r, q)| Route {
+        .map(|(r, queue)| Route {
             name: r.name.clone(),
             event_types: r.event_types.clone(),
-            queue: q,
+            queue,
         })
         .collect();
-    let archive = settings
-        .archive_stream
-        .as_ref()
-        .map(|stream| FirehoseArchive::new(sparklake_aws::firehose_client(&sdk), stream));
+    let archive = aws.archive();
     let fanout = Fanout {
         events: &events,
         routes: &routes,

@@ -2,6 +2,24 @@
 
 use crate::auth::{Auth, Mode};
 
+/// Every variable [`IngestConfig::from_lookup`] reads (the README's configuration table is
+/// tested against these lists).
+pub const VARIABLES: &[&str] = &[
+    "SPARKLAKE_MAX_BODY_BYTES",
+    "SPARKLAKE_AUTH",
+    "SPARKLAKE_BASIC_USER",
+    "SPARKLAKE_BASIC_PASSWORD",
+    "SPARKLAKE_BASIC_PASSWORD_PREVIOUS",
+    "SPARKLAKE_BASIC_USER_PREVIOUS",
+    "SPARKLAKE_BEARER_TOKENS",
+    "SPARKLAKE_HEADER_NAME",
+    "SPARKLAKE_HEADER_VALUE",
+    "SPARKLAKE_HEADER_VALUE_PREVIOUS",
+];
+
+/// The ingest Lambda's Secrets Manager secret holding credentials under these names.
+pub const SECRET_ARN_VARIABLE: &str = "SPARKLAKE_AUTH_SECRET_ARN";
+
 /// Default largest body accepted, after decompression: 10 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
@@ -83,4 +101,27 @@ pub(crate) fn parse_modes(text: &str) -> Result<Vec<Mode>, ConfigError> {
     }
     modes.dedup();
     Ok(modes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_lists_every_variable_read() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let config = IngestConfig::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_owned());
+            Some(match name {
+                "SPARKLAKE_AUTH" => "basic,bearer,header".to_owned(),
+                "SPARKLAKE_MAX_BODY_BYTES" => "1000".to_owned(),
+                "SPARKLAKE_HEADER_NAME" => "x-secret".to_owned(),
+                _ => "value".to_owned(),
+            })
+        });
+        assert!(config.is_ok(), "{config:?}");
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(asked.into_inner(), listed);
+    }
 }

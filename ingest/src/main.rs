@@ -4,9 +4,8 @@
 use ingest::{Ingest, IngestConfig};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Error, LambdaEvent, Request, Service as _, service_fn};
+use sparklake_aws::adapters::Adapters;
 use sparklake_aws::config::AwsSettings;
-use sparklake_aws::s3::S3Store;
-use sparklake_aws::sqs::SqsQueue;
 use sparklake_aws::{alb, load_config};
 
 #[tokio::main]
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let sdk = load_config().await;
     // Credentials may live in Secrets Manager (SPARKLAKE_AUTH_SECRET_ARN), read once here;
     // the environment wins where both name a variable.
-    let secret = match std::env::var("SPARKLAKE_AUTH_SECRET_ARN") {
+    let secret = match std::env::var(ingest::config::SECRET_ARN_VARIABLE) {
         Ok(arn) if !arn.is_empty() => sparklake_aws::secrets::read(&sdk, &arn).await?,
         _ => Default::default(),
     };
@@ -27,18 +26,9 @@ async fn main() -> Result<(), Error> {
     // Unlike `sparklake serve`, an unset SPARKLAKE_AUTH is fatal here: an open endpoint on AWS
     // must be a decision (`none`), never a default.
     let config = IngestConfig::from_lookup(env)?;
-    let settings = AwsSettings::from_lookup(env)?;
-    let queue_url = AwsSettings::require(&settings.ingest_queue_url, "SPARKLAKE_INGEST_QUEUE_URL")?;
-    let bucket = AwsSettings::require(&settings.bucket, "SPARKLAKE_BUCKET")?;
-    let queue = SqsQueue::new(sparklake_aws::sqs_client(&sdk), queue_url)
-        .with_max_message_bytes(settings.max_message_bytes)
-        .with_compression(settings.compress);
-    let store = S3Store::new(
-        sparklake_aws::s3_client(&sdk, &settings),
-        bucket,
-        &settings.prefix,
-        settings.encryption.clone(),
-    );
+    let aws = Adapters::new(&sdk, AwsSettings::from_lookup(env)?);
+    let queue = aws.ingest_queue()?;
+    let store = aws.store()?;
     let ingest = Ingest {
         config: &config,
         queue: &queue,

@@ -379,7 +379,7 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = batches.get(i) else { break };
                 for attempt in 1..=100u64 {
-                    match sparklake::commands::post(&addr, body.as_bytes()).await {
+                    match sparklake::http_client::post(&addr, body.as_bytes()).await {
                         Ok((200, _)) => {
                             accepted.push(i);
                             break;

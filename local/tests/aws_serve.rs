@@ -62,11 +62,11 @@ async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
         .trim_end_matches('/')
         .to_owned();
 
-    let (status, body) = sparklake::commands::post(&addr, &fixture("sparkpost/batch.json"))
+    let (status, body) = sparklake::http_client::post(&addr, &fixture("sparkpost/batch.json"))
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
-    let (status, _) = sparklake::commands::post(&addr, br#"[{"msys":{}}]"#)
+    let (status, _) = sparklake::http_client::post(&addr, br#"[{"msys":{}}]"#)
         .await
         .unwrap();
     assert_eq!(status, 200);

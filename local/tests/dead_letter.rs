@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ingest::IngestConfig;
-use sparklake::pipeline::{Pipeline, Settings};
+use sparklake::config::Settings;
+use sparklake::pipeline::Pipeline;
 use sparklake::queue::QueueConfig;
 use sparklake::report;
 

@@ -54,7 +54,7 @@ async fn serve_keeps_working_when_its_log_cannot_be_written() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sparkpost/batch.json"),
     )
     .expect("fixture");
-    let (status, body) = sparklake::commands::post(&addr, &sample)
+    let (status, body) = sparklake::http_client::post(&addr, &sample)
         .await
         .expect("post");
     assert_eq!(status, 200, "{body}");

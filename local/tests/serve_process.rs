@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 use process::{sparklake, start_with, terminate, written_event_ids};
-use sparklake::commands::post;
+use sparklake::http_client::post;
 
 /// Starts `serve` on a free port and returns the child and its address.
 fn start(data: &Path, extra: &[&str]) -> (Child, String) {

@@ -1,0 +1,81 @@
+//! `sparklake status`: queue depths, dead letters, quarantine, the last metrics and the rows per
+//! partition.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use sparklake_core::metrics::Metrics;
+
+use crate::pipeline::Pipeline;
+use crate::report;
+
+/// `sparklake status`.
+pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
+    println!(
+        "{:<20} {:>8} {:>9} {:>6}",
+        "queue", "visible", "in_flight", "dead"
+    );
+    for queue in [&pipeline.ingest_queue, &pipeline.events_queue] {
+        let c = queue.counts().await?;
+        println!(
+            "{:<20} {:>8} {:>9} {:>6}",
+            queue.name(),
+            c.visible,
+            c.in_flight,
+            c.dead
+        );
+    }
+    if let Some(local) = &pipeline.local {
+        let quarantined = walk_count(
+            &local.data.join(ingest::handler::QUARANTINE_PREFIX),
+            ".body",
+        );
+        println!("quarantined bodies: {quarantined}");
+        print_metrics(&local.data);
+        print_partitions(&local.data)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The numbers the last `serve` on this folder recorded.
+fn print_metrics(data: &Path) {
+    let Ok(text) = std::fs::read_to_string(data.join("metrics.json")) else {
+        println!(
+            "metrics: none recorded yet (serve writes them every SPARKLAKE_METRICS_INTERVAL_SECS)"
+        );
+        return;
+    };
+    let Ok(snapshot) = serde_json::from_str::<serde_json::Value>(&text) else {
+        println!("metrics: metrics.json is unreadable");
+        return;
+    };
+    let at = snapshot["at_millis"].as_i64().unwrap_or(0);
+    for (label, key) in [("last interval", "interval"), ("since start", "totals")] {
+        if let Ok(m) = serde_json::from_value::<Metrics>(snapshot[key].clone()) {
+            println!("metrics, {label}: {}", m.summary(at));
+        }
+    }
+}
+
+pub(super) fn print_partitions(data: &Path) -> anyhow::Result<()> {
+    let partitions = report::partitions(data)?;
+    println!("\n{}", report::table(data, &partitions));
+    Ok(())
+}
+
+fn walk_count(dir: &Path, suffix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk_count(&path, suffix)
+            } else {
+                usize::from(path.to_string_lossy().ends_with(suffix))
+            }
+        })
+        .sum()
+}
