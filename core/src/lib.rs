@@ -10,11 +10,16 @@
 //! - [`output`]: how the lake is written (Parquet timestamp type, timestamp policy), read once.
 //! - [`metrics`]: the pipeline's counters and their CloudWatch Embedded Metric Format.
 //! - [`message`]: what travels on the queues between the handlers.
-//! - [`ports`]: the small traits (queue, object store, archive) the handlers reach the world through.
+//! - [`ports`]: the small traits (queue to send to and to receive from, object store, archive,
+//!   catalog) the handlers reach the world through.
+//! - `memory` (feature `test-support`): in-memory implementations of those ports, for tests,
+//!   fuzz targets and benchmarks.
 
 pub mod encode;
 pub mod envelope;
 pub mod event;
+#[cfg(feature = "test-support")]
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod output;

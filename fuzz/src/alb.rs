@@ -3,7 +3,6 @@
 
 use std::io::Read as _;
 
-use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use http::{Method, StatusCode};
 use ingest::{Ingest, IngestConfig};
@@ -14,7 +13,7 @@ use sparklake_core::message::attr;
 use crate::block_on;
 use crate::checks::{RECEIVED_AT, check_body};
 use crate::gen_alb::AlbEvent;
-use crate::mem::{MemQueue, MemStore};
+use sparklake_core::memory::{MemoryQueue, MemoryStore, StoredObject};
 
 /// Small limits, so the fuzzer reaches 413s and split batches with small inputs.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -72,8 +71,8 @@ pub fn check_event(json: &str, generated: Option<&AlbEvent>) {
     let body = request.body().clone();
 
     let config = IngestConfig::open(MAX_BODY_BYTES);
-    let queue = MemQueue::new(MAX_MESSAGE_BYTES);
-    let quarantine = MemStore::default();
+    let queue = MemoryQueue::new(MAX_MESSAGE_BYTES);
+    let quarantine = MemoryStore::default();
     let ingest = Ingest {
         config: &config,
         queue: &queue,
@@ -167,11 +166,11 @@ fn check_enqueued(
     assert_eq!(got, events, "the queue does not hold the batch's events");
 }
 
-fn check_quarantined(kept: &[(String, Bytes, String)], body: &[u8], status: u16) {
+fn check_quarantined(kept: &[StoredObject], body: &[u8], status: u16) {
     assert_eq!(kept.len(), 2, "body and reason quarantined");
-    assert!(kept[0].0.starts_with("quarantine/dt=") && kept[0].0.ends_with(".body"));
-    assert_eq!(&kept[0].1[..], body);
-    let reason: serde_json::Value = serde_json::from_slice(&kept[1].1).expect("reason JSON");
+    assert!(kept[0].key.starts_with("quarantine/dt=") && kept[0].key.ends_with(".body"));
+    assert_eq!(&kept[0].body[..], body);
+    let reason: serde_json::Value = serde_json::from_slice(&kept[1].body).expect("reason JSON");
     assert_eq!(reason["status"], status);
     assert_eq!(reason["bytes"], body.len());
 }

@@ -1,4 +1,4 @@
-//! What the fuzz targets share: in-memory ports, a runtime to drive the async handlers, a
+//! What the fuzz targets share (the in-memory ports are `sparklake_core::memory`): a runtime to drive the async handlers, a
 //! reference reading of the webhook envelope to compare `envelope::validate` with, the checks
 //! every accepted batch must pass, and structured generators (SparkPost batches, ALB events)
 //! built from `arbitrary` bytes.
@@ -14,7 +14,6 @@ pub mod alb;
 pub mod checks;
 pub mod gen_alb;
 pub mod gen_batch;
-pub mod mem;
 pub mod queue;
 pub mod reference;
 

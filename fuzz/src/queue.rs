@@ -19,7 +19,7 @@ use writer::Writer;
 use crate::block_on;
 use crate::checks::{RECEIVED_AT, check_error};
 use crate::gen_batch::GenBatch;
-use crate::mem::{MemArchive, MemQueue, MemStore};
+use sparklake_core::memory::{MemoryArchive, MemoryQueue, MemoryStore};
 
 static PARQUET: LazyLock<ParquetEncoder> = LazyLock::new(ParquetEncoder::default);
 
@@ -165,9 +165,9 @@ fn check_delivery(
 /// Fanout, then the writer on what fanout sent.
 fn check_handlers(message: &InboundMessage, routes: &BTreeSet<String>, max: usize, compress: bool) {
     let verdict = envelope::validate(&message.body);
-    let events_queue = MemQueue::new(max);
-    let route_queue = MemQueue::new(max);
-    let archive = MemArchive::default();
+    let events_queue = MemoryQueue::new(max);
+    let route_queue = MemoryQueue::new(max);
+    let archive = MemoryArchive::default();
     let route = [Route {
         name: "fuzz".into(),
         event_types: routes.clone(),
@@ -181,7 +181,7 @@ fn check_handlers(message: &InboundMessage, routes: &BTreeSet<String>, max: usiz
     let outcome = block_on(fanout.handle(std::slice::from_ref(message)));
     let to_writer = events_queue.take();
     let routed = route_queue.take();
-    let archived = std::mem::take(&mut *archive.records.lock().unwrap());
+    let archived = archive.records();
 
     let batch = match verdict {
         Err(e) => {
@@ -289,7 +289,7 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
             inbound
         })
         .collect();
-    let store = MemStore::default();
+    let store = MemoryStore::default();
     let writer = Writer {
         store: &store,
         parquet: &PARQUET,
@@ -305,7 +305,8 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
     let objects = store.take();
     assert_eq!(objects.len(), outcome.objects.len());
     let mut csv_rows = 0;
-    for (key, body, _) in &objects {
+    for object in &objects {
+        let (key, body) = (&object.key, &object.body);
         if key.ends_with(".csv") {
             let mut reader = csv::Reader::from_reader(&body[..]);
             csv_rows += reader.records().map(|r| r.expect("CSV reads back")).count();

@@ -72,25 +72,8 @@ impl Ingest<'_> {
         events_in: &mut BTreeMap<String, u64>,
     ) -> Response<Bytes> {
         let (parts, body) = request.into_parts();
-        if matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path() == "/health" {
-            return respond(StatusCode::OK, r#"{"status":"ok"}"#);
-        }
-        if parts.method != Method::POST {
-            let mut response = respond(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
-            response
-                .headers_mut()
-                .insert(ALLOW, http::HeaderValue::from_static("POST"));
-            return response;
-        }
-        if let Err(failure) = self.config.auth.check(&parts.headers) {
-            warn!(reason = %failure, "refused unauthenticated request");
-            let mut response = respond(StatusCode::UNAUTHORIZED, "unauthorized");
-            if let Some(challenge) = self.config.auth.challenge() {
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static(challenge));
-            }
-            return response;
+        if let Some(answer) = self.answer_before_the_body(&parts) {
+            return answer;
         }
         let batch_id = parts
             .headers
@@ -139,6 +122,43 @@ impl Ingest<'_> {
                     .await;
             }
         };
+        self.enqueue(&body, by_type, messages, events_in).await
+    }
+
+    /// The answer to a request that is not a webhook post with a valid credential (a health
+    /// check, another method, a missing or wrong credential), from its head alone.
+    fn answer_before_the_body(&self, parts: &http::request::Parts) -> Option<Response<Bytes>> {
+        if matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path() == "/health" {
+            return Some(respond(StatusCode::OK, r#"{"status":"ok"}"#));
+        }
+        if parts.method != Method::POST {
+            let mut response = respond(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
+            response
+                .headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+            return Some(response);
+        }
+        if let Err(failure) = self.config.auth.check(&parts.headers) {
+            warn!(reason = %failure, "refused unauthenticated request");
+            let mut response = respond(StatusCode::UNAUTHORIZED, "unauthorized");
+            if let Some(challenge) = self.config.auth.challenge() {
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static(challenge));
+            }
+            return Some(response);
+        }
+        None
+    }
+
+    /// Sends the batch's messages: 200 once all are stored, 503 (retried by SparkPost) if not.
+    async fn enqueue(
+        &self,
+        body: &[u8],
+        by_type: BTreeMap<String, u64>,
+        messages: Vec<OutboundMessage>,
+        events_in: &mut BTreeMap<String, u64>,
+    ) -> Response<Bytes> {
         let events: u64 = by_type.values().sum();
         let parts_count = messages.len();
         match self.queue.send(messages).await {

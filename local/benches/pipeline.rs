@@ -7,17 +7,15 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::Fanout;
-use sparklake::bench::Collect;
 use sparklake::generate::Generator;
 use sparklake_core::encode::{ParquetEncoder, encode_csv, to_record_batch};
 use sparklake_core::envelope;
 use sparklake_core::event::Event;
-use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage};
-use sparklake_core::ports::{ObjectPut, PortError, QueueSend};
+use sparklake_core::memory::{MemoryQueue, MemoryStore};
+use sparklake_core::message::{Attributes, InboundMessage};
 use sparklake_core::schema::{Row, TimestampPolicy};
 use writer::Writer;
 
@@ -26,32 +24,6 @@ const BATCH_EVENTS: usize = 350;
 /// What one writer call typically encodes.
 const ROWS: usize = 5_000;
 const RECEIVED_AT: i64 = 1_767_225_600_000;
-
-/// A queue that keeps nothing: measures fanout's own work.
-struct NullQueue(usize);
-
-#[async_trait]
-impl QueueSend for NullQueue {
-    fn max_message_bytes(&self) -> usize {
-        self.0
-    }
-
-    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
-        black_box(messages);
-        Ok(())
-    }
-}
-
-/// A store that keeps nothing: measures the writer's own work.
-struct NullStore;
-
-#[async_trait]
-impl ObjectPut for NullStore {
-    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), PortError> {
-        black_box((key, body));
-        Ok(())
-    }
-}
 
 fn body(events: usize) -> String {
     Generator::new(42, events as u64).batch(events)
@@ -111,7 +83,9 @@ fn fanout(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let queue = NullQueue(262_144);
+    // The shared in-memory queue, emptied after each call (what it keeps is a move of the
+    // messages fanout built, not work of fanout's).
+    let queue = MemoryQueue::new(262_144);
     let handler = Fanout {
         events: &queue,
         routes: &[],
@@ -121,9 +95,11 @@ fn fanout(c: &mut Criterion) {
     group.throughput(Throughput::Bytes((body.len() * messages.len()) as u64));
     group.bench_function("handle/10x350", |b| {
         b.iter(|| {
-            runtime
+            let events = runtime
                 .block_on(handler.handle(black_box(&messages)))
-                .events
+                .events;
+            black_box(queue.take());
+            events
         })
     });
     group.finish();
@@ -156,7 +132,7 @@ fn writer_call(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let queue = Collect::new(262_144);
+    let queue = MemoryQueue::new(262_144);
     let fanout = Fanout {
         events: &queue,
         routes: &[],
@@ -185,8 +161,9 @@ fn writer_call(c: &mut Criterion) {
         })
         .collect();
     let parquet = ParquetEncoder::default();
+    let store = MemoryStore::default();
     let writer = Writer {
-        store: &NullStore,
+        store: &store,
         parquet: &parquet,
         timestamps: Default::default(),
         catalog: None,
@@ -196,9 +173,11 @@ fn writer_call(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.bench_function("handle/10000", |b| {
         b.iter(|| {
-            runtime
+            let rows = runtime
                 .block_on(writer.handle(black_box(&messages), RECEIVED_AT))
-                .rows
+                .rows;
+            black_box(store.take());
+            rows
         })
     });
     group.finish();

@@ -1,60 +1,23 @@
 //! `sparklake bench-writer`: the writer stage alone, for `scripts/bench`.
 //!
 //! Webhook-batch files are split by event type in memory exactly as fanout does (same handler,
-//! a queue that keeps what it is sent), then only the writer is timed: batches of at least
+//! the in-memory queue of `sparklake_core::memory`), then only the writer is timed: batches of at least
 //! `batch_events` events' messages into a data folder, as `serve` and `import` write it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use async_trait::async_trait;
 use bytes::Bytes;
 use fanout::Fanout;
 use sparklake_core::encode::ParquetEncoder;
+use sparklake_core::memory::MemoryQueue;
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage, attr};
-use sparklake_core::ports::{PortError, QueueSend};
 use writer::Writer;
 
 use crate::pipeline::now_millis;
 use crate::store::FsStore;
-
-/// Keeps what fanout sends, as the events queue would (also used by the criterion benches).
-pub struct Collect {
-    max_bytes: usize,
-    sent: Mutex<Vec<OutboundMessage>>,
-}
-
-impl Collect {
-    pub fn new(max_bytes: usize) -> Self {
-        Self {
-            max_bytes,
-            sent: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// What was sent, in order.
-    pub fn into_sent(self) -> Vec<OutboundMessage> {
-        self.sent.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[async_trait]
-impl QueueSend for Collect {
-    fn max_message_bytes(&self) -> usize {
-        self.max_bytes
-    }
-
-    async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(messages);
-        Ok(())
-    }
-}
 
 /// Prepares the writer's input from `files`, then times the writer over it; prints one JSON line.
 pub async fn bench_writer(
@@ -62,55 +25,8 @@ pub async fn bench_writer(
     batch_events: usize,
     files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let queue = Collect::new(256 * 1024);
-    let fanout = Fanout {
-        events: &queue,
-        routes: &[],
-        archive: None,
-    };
-    let received_at = now_millis().to_string();
-    for (n, file) in files.iter().enumerate() {
-        let body = tokio::fs::read(file)
-            .await
-            .with_context(|| format!("reading {}", file.display()))?;
-        let message = InboundMessage {
-            id: format!("file-{n}"),
-            body: Bytes::from(body),
-            attributes: Attributes::from([(attr::RECEIVED_AT.to_owned(), received_at.clone())]),
-            receive_count: 1,
-        };
-        let outcome = fanout.handle(std::slice::from_ref(&message)).await;
-        anyhow::ensure!(
-            outcome.failed.is_empty(),
-            "{}: fanout refused it",
-            file.display()
-        );
-    }
-    let sent = queue.into_sent();
-    let mut batches: Vec<Vec<InboundMessage>> = vec![Vec::new()];
-    let mut in_batch = 0;
-    let mut events = 0;
-    let mut input_bytes = 0;
-    for (n, message) in sent.into_iter().enumerate() {
-        let count = sparklake_core::envelope::validate(&message.body)
-            .map(|b| b.events().count())
-            .unwrap_or(0);
-        if in_batch >= batch_events {
-            batches.push(Vec::new());
-            in_batch = 0;
-        }
-        in_batch += count;
-        events += count;
-        input_bytes += message.body.len();
-        if let Some(batch) = batches.last_mut() {
-            batch.push(InboundMessage {
-                id: format!("m{n:08}"),
-                body: message.body,
-                attributes: message.attributes,
-                receive_count: 1,
-            });
-        }
-    }
+    let sent = fanout_files(files).await?;
+    let (batches, events, input_bytes) = writer_batches(sent, batch_events);
 
     let store = FsStore::new(data);
     let parquet = ParquetEncoder::default();
@@ -145,6 +61,68 @@ pub async fn bench_writer(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Splits webhook-batch files by type as fanout does, in memory (untimed preparation).
+async fn fanout_files(files: &[PathBuf]) -> anyhow::Result<Vec<OutboundMessage>> {
+    let queue = MemoryQueue::new(256 * 1024);
+    let fanout = Fanout {
+        events: &queue,
+        routes: &[],
+        archive: None,
+    };
+    let received_at = now_millis().to_string();
+    for (n, file) in files.iter().enumerate() {
+        let body = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let message = InboundMessage {
+            id: format!("file-{n}"),
+            body: Bytes::from(body),
+            attributes: Attributes::from([(attr::RECEIVED_AT.to_owned(), received_at.clone())]),
+            receive_count: 1,
+        };
+        let outcome = fanout.handle(std::slice::from_ref(&message)).await;
+        anyhow::ensure!(
+            outcome.failed.is_empty(),
+            "{}: fanout refused it",
+            file.display()
+        );
+    }
+    Ok(queue.into_sent())
+}
+
+/// Fanout's messages as writer calls of at least `batch_events` events each (whole messages);
+/// with the events and bytes they hold.
+fn writer_batches(
+    sent: Vec<OutboundMessage>,
+    batch_events: usize,
+) -> (Vec<Vec<InboundMessage>>, usize, usize) {
+    let mut batches: Vec<Vec<InboundMessage>> = vec![Vec::new()];
+    let mut in_batch = 0;
+    let mut events = 0;
+    let mut input_bytes = 0;
+    for (n, message) in sent.into_iter().enumerate() {
+        let count = sparklake_core::envelope::validate(&message.body)
+            .map(|b| b.events().count())
+            .unwrap_or(0);
+        if in_batch >= batch_events {
+            batches.push(Vec::new());
+            in_batch = 0;
+        }
+        in_batch += count;
+        events += count;
+        input_bytes += message.body.len();
+        if let Some(batch) = batches.last_mut() {
+            batch.push(InboundMessage {
+                id: format!("m{n:08}"),
+                body: message.body,
+                attributes: message.attributes,
+                receive_count: 1,
+            });
+        }
+    }
+    (batches, events, input_bytes)
 }
 
 /// User + system CPU time of this process (every thread) so far, from `/proc/self/stat`

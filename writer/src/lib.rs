@@ -80,6 +80,49 @@ impl Writer<'_> {
     /// Writes a batch of messages; `now` (unix ms) stands in for a missing receive time.
     pub async fn handle(&self, messages: &[InboundMessage], now: i64) -> Outcome {
         let mut outcome = Outcome::default();
+        let groups = self.group(messages, now, &mut outcome);
+        let encoded = encode_all(self.parquet, &groups);
+        // Objects go out several at a time: on S3 each PUT is a round trip.
+        let mut puts = Vec::with_capacity(groups.len());
+        for ((partition, group), bodies) in groups.iter().zip(encoded) {
+            puts.push(self.write_group(partition, group, bodies));
+        }
+        let results: Vec<Result<Vec<String>, WriteError>> = futures_util::stream::iter(puts)
+            .buffered(PUT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed: BTreeSet<&str> = BTreeSet::new();
+        let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
+        for (entry, result) in groups.iter().zip(results) {
+            let (partition, group) = entry;
+            match result {
+                Ok(keys) => {
+                    written.push(entry);
+                    record_written(group, keys, &mut outcome);
+                }
+                Err(e) => {
+                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
+                    failed.extend(group.message_ids.iter().copied());
+                }
+            }
+        }
+        if let Some(catalog) = self.catalog {
+            self.project(catalog, &written, &mut outcome.metrics, &mut failed)
+                .await;
+        }
+        outcome.failed.extend(failed.into_iter().map(str::to_owned));
+        finish(messages, &mut outcome);
+        outcome
+    }
+
+    /// The rows of every readable message grouped by partition, each identity once, each group
+    /// in time order; unreadable messages and duplicates are counted in `outcome`.
+    fn group<'m>(
+        &self,
+        messages: &'m [InboundMessage],
+        now: i64,
+        outcome: &mut Outcome,
+    ) -> Vec<(Partition<'m>, Group<'m>)> {
         let mut seen = HashSet::new();
         let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
         for message in messages {
@@ -107,78 +150,13 @@ impl Writer<'_> {
                 group.rows.push(row);
             }
         }
-
         let mut groups: Vec<(Partition<'_>, Group<'_>)> = groups.into_iter().collect();
         for (_, group) in &mut groups {
             // Rows in time order: the timestamp column and the row statistics compress and
             // prune better, and neighbouring events (one send's deliveries, opens) share text.
             group.rows.sort_by_key(|r| r.event.timestamp_millis());
         }
-        let encoded = encode_all(self.parquet, &groups);
-        // Objects go out several at a time: on S3 each PUT is a round trip.
-        let mut puts = Vec::with_capacity(groups.len());
-        for ((partition, group), bodies) in groups.iter().zip(encoded) {
-            puts.push(self.write_group(partition, group, bodies));
-        }
-        let results: Vec<Result<Vec<String>, WriteError>> = futures_util::stream::iter(puts)
-            .buffered(PUT_CONCURRENCY)
-            .collect()
-            .await;
-        let mut failed: BTreeSet<&str> = BTreeSet::new();
-        let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
-        for (entry, result) in groups.iter().zip(results) {
-            let (partition, group) = entry;
-            match result {
-                Ok(keys) => {
-                    written.push(entry);
-                    outcome.rows += group.rows.len();
-                    // Both objects of a group hold the same rows; count the group once.
-                    outcome
-                        .metrics
-                        .rows_per_object
-                        .push(group.rows.len() as u64);
-                    let oldest = group
-                        .rows
-                        .iter()
-                        .filter_map(|r| r.event.timestamp_millis())
-                        .min();
-                    outcome.metrics.merge(&Metrics {
-                        oldest_event_millis: oldest,
-                        ..Metrics::default()
-                    });
-                    for row in &group.rows {
-                        outcome.metrics.add_events(&row.event.head.event_type, 1);
-                    }
-                    outcome.objects.extend(keys);
-                }
-                Err(e) => {
-                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
-                    failed.extend(group.message_ids.iter().copied());
-                }
-            }
-        }
-        if let Some(catalog) = self.catalog {
-            self.project(catalog, &written, &mut outcome.metrics, &mut failed)
-                .await;
-        }
-        outcome.failed.extend(failed.into_iter().map(str::to_owned));
-        if outcome.duplicates > 0 {
-            warn!(
-                duplicates = outcome.duplicates,
-                "dropped duplicate events within the batch"
-            );
-        }
-        outcome.metrics.batches = messages.len() as u64;
-        outcome.metrics.bytes = messages.iter().map(|m| m.body.len() as u64).sum();
-        outcome.metrics.failures = outcome.failed.len() as u64;
-        info!(
-            messages = messages.len(),
-            rows = outcome.rows,
-            objects = outcome.objects.len(),
-            failed = outcome.failed.len(),
-            "writer batch done"
-        );
-        outcome
+        groups
     }
 
     /// Tells the catalog of the types just written. Until it has them their rows are stored
@@ -245,6 +223,49 @@ impl Writer<'_> {
         }
         Ok(keys)
     }
+}
+
+/// Counts a group whose objects were stored.
+fn record_written(group: &Group<'_>, keys: Vec<String>, outcome: &mut Outcome) {
+    outcome.rows += group.rows.len();
+    // Both objects of a group hold the same rows; count the group once.
+    outcome
+        .metrics
+        .rows_per_object
+        .push(group.rows.len() as u64);
+    let oldest = group
+        .rows
+        .iter()
+        .filter_map(|r| r.event.timestamp_millis())
+        .min();
+    outcome.metrics.merge(&Metrics {
+        oldest_event_millis: oldest,
+        ..Metrics::default()
+    });
+    for row in &group.rows {
+        outcome.metrics.add_events(&row.event.head.event_type, 1);
+    }
+    outcome.objects.extend(keys);
+}
+
+/// The call's totals, and its log line.
+fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
+    if outcome.duplicates > 0 {
+        warn!(
+            duplicates = outcome.duplicates,
+            "dropped duplicate events within the batch"
+        );
+    }
+    outcome.metrics.batches = messages.len() as u64;
+    outcome.metrics.bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+    outcome.metrics.failures = outcome.failed.len() as u64;
+    info!(
+        messages = messages.len(),
+        rows = outcome.rows,
+        objects = outcome.objects.len(),
+        failed = outcome.failed.len(),
+        "writer batch done"
+    );
 }
 
 /// One group's objects, encoded: (Parquet, CSV).

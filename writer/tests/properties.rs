@@ -16,18 +16,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMillisecondType};
-use async_trait::async_trait;
 use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sparklake_core::encode::ParquetEncoder;
+use sparklake_core::memory::MemoryStore;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::partition::escape_path_value;
-use sparklake_core::ports::{ObjectPut, PortError};
 use sparklake_core::schema::{COLUMNS, Kind};
 use sparklake_core::timestamp::{date_of, format_millis};
 use writer::Writer;
@@ -35,17 +33,6 @@ use writer::Writer;
 const RECEIVED_AT: i64 = 1_714_996_800_000;
 /// 2014-01-01T00:00:00Z, the default `SPARKLAKE_TIMESTAMP_FLOOR`.
 const FLOOR_MILLIS: i64 = 1_388_534_400_000;
-
-#[derive(Default)]
-struct MemoryStore(Mutex<BTreeMap<String, Bytes>>);
-
-#[async_trait]
-impl ObjectPut for MemoryStore {
-    async fn put(&self, key: &str, body: Bytes, _: &str) -> Result<(), PortError> {
-        self.0.lock().unwrap().insert(key.to_owned(), body);
-        Ok(())
-    }
-}
 
 /// A column's value as generated.
 #[derive(Debug, Clone, PartialEq)]
@@ -498,7 +485,11 @@ fn check_batch(events: Vec<Ev>, cuts: Vec<usize>, spacing: &str) -> Result<(), T
     prop_assert_eq!(outcome.rows, events.len());
     prop_assert_eq!(outcome.duplicates, 0);
 
-    let objects = store.0.into_inner().unwrap();
+    let objects: Vec<(String, Bytes)> = store
+        .objects()
+        .into_values()
+        .map(|o| (o.key, o.body))
+        .collect();
     let mut in_parquet: BTreeMap<String, (String, BTreeMap<String, Cell>)> = BTreeMap::new();
     let mut in_csv: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let header: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
@@ -647,7 +638,11 @@ fn csv_line_break_escaping_is_lossy_for_a_literal_backslash_n() {
         }
         .handle(&[message(0, &events, "")], 0),
     );
-    let objects = store.0.into_inner().unwrap();
+    let objects: Vec<(String, Bytes)> = store
+        .objects()
+        .into_values()
+        .map(|o| (o.key, o.body))
+        .collect();
     let (_, csv_body) = objects.iter().find(|(k, _)| k.starts_with("csv/")).unwrap();
     let subject = COLUMNS.iter().position(|c| c.name == "subject").unwrap();
     let read: Vec<String> = csv::Reader::from_reader(&csv_body[..])

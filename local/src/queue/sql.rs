@@ -100,6 +100,28 @@ struct Row {
     receive_count: i64,
 }
 
+/// Up to `wanted` rows of `queue` visible at `now` after `after`, in order.
+fn select_visible(
+    select: &mut rusqlite::CachedStatement<'_>,
+    (queue, now): (&str, i64),
+    after: i64,
+    wanted: i64,
+) -> Result<Vec<Row>, QueueError> {
+    select
+        .query_map(params![queue, now, after, wanted], |row| {
+            Ok(Row {
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                body: row.get(2)?,
+                attributes: row.get(3)?,
+                receive_count: row.get(4)?,
+            })
+        })
+        .map_err(sql_error("select visible"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error("read message"))
+}
+
 /// What a receive did: the messages delivered, and how many were spared dead-lettering.
 pub(super) struct Receipt {
     pub received: Vec<Received>,
@@ -147,19 +169,7 @@ pub(super) fn receive(
         let mut after = i64::MIN;
         while out.received.len() < max {
             let wanted = i64::try_from(max - out.received.len()).unwrap_or(i64::MAX);
-            let rows = select
-                .query_map(params![ctx.name, ctx.now, after, wanted], |row| {
-                    Ok(Row {
-                        seq: row.get(0)?,
-                        id: row.get(1)?,
-                        body: row.get(2)?,
-                        attributes: row.get(3)?,
-                        receive_count: row.get(4)?,
-                    })
-                })
-                .map_err(sql_error("select visible"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sql_error("read message"))?;
+            let rows = select_visible(&mut select, (ctx.name, ctx.now), after, wanted)?;
             if rows.is_empty() {
                 break;
             }
