@@ -1,0 +1,289 @@
+//! The writer handler: a batch of queue messages in, one Parquet and one CSV object per (event
+//! type, UTC date) out, named from the messages they hold.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use sparklake_core::encode::{EncodeError, ParquetEncoder};
+
+use crate::encode::{Encoded, encode_all};
+use sparklake_core::envelope::{self, ValidationError};
+use sparklake_core::event::Event;
+use sparklake_core::message::{InboundMessage, attr};
+use sparklake_core::metrics::Metrics;
+use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
+use sparklake_core::ports::{ObjectPut, PortError, TypeCatalog};
+use sparklake_core::schema::{Row, TimestampPolicy};
+use tracing::{error, info, info_span, warn};
+
+/// The writer handler over its port.
+pub struct Writer<'a> {
+    pub store: &'a dyn ObjectPut,
+    pub parquet: &'a ParquetEncoder,
+    /// Which event timestamps may place an event (the rest go under their receive date).
+    pub timestamps: TimestampPolicy,
+    /// The tables' catalog, told of every event type written (AWS: the Glue tables' projection);
+    /// `None` where readers list folders (DuckDB, Spark's MSCK).
+    pub catalog: Option<&'a dyn TypeCatalog>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("message body is not a SparkPost batch: {0}")]
+    Undecodable(#[from] ValidationError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl WriteError {
+    /// The error as logs may carry it: without text quoted from the payload.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Undecodable(e) => {
+                format!("message body is not a SparkPost batch: {}", e.redacted())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What a call did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Rows written (after de-duplication).
+    pub rows: usize,
+    /// Duplicates dropped within the batch.
+    pub duplicates: usize,
+    /// Object keys written.
+    pub objects: Vec<String>,
+    /// The pipeline's numbers for this call.
+    pub metrics: Metrics,
+    /// Ids of the messages that failed.
+    pub failed: Vec<String>,
+}
+
+pub(crate) struct Group<'a> {
+    pub(crate) rows: Vec<Row<'a>>,
+    pub(crate) message_ids: BTreeSet<&'a str>,
+}
+
+impl Writer<'_> {
+    /// Writes a batch of messages; `now` (unix ms) stands in for a missing receive time.
+    pub async fn handle(&self, messages: &[InboundMessage], now: i64) -> Outcome {
+        let mut outcome = Outcome::default();
+        let groups = self.group(messages, now, &mut outcome);
+        let encoded = encode_all(self.parquet, &groups);
+        // Objects go out several at a time: on S3 each PUT is a round trip.
+        let mut puts = Vec::with_capacity(groups.len());
+        for ((partition, group), bodies) in groups.iter().zip(encoded) {
+            puts.push(self.write_group(partition, group, bodies));
+        }
+        let results: Vec<Result<Vec<String>, WriteError>> = futures_util::stream::iter(puts)
+            .buffered(PUT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed: BTreeSet<&str> = BTreeSet::new();
+        let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
+        for (entry, result) in groups.iter().zip(results) {
+            let (partition, group) = entry;
+            match result {
+                Ok(keys) => {
+                    written.push(entry);
+                    record_written(group, keys, &mut outcome);
+                }
+                Err(e) => {
+                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
+                    failed.extend(group.message_ids.iter().copied());
+                }
+            }
+        }
+        if let Some(catalog) = self.catalog {
+            self.project(catalog, &written, &mut outcome.metrics, &mut failed)
+                .await;
+        }
+        outcome.failed.extend(failed.into_iter().map(str::to_owned));
+        finish(messages, &mut outcome);
+        outcome
+    }
+
+    /// The rows of every readable message grouped by partition, each identity once, each group
+    /// in time order; unreadable messages and duplicates are counted in `outcome`.
+    fn group<'m>(
+        &self,
+        messages: &'m [InboundMessage],
+        now: i64,
+        outcome: &mut Outcome,
+    ) -> Vec<(Partition<'m>, Group<'m>)> {
+        let mut seen = HashSet::new();
+        let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
+        for message in messages {
+            let span =
+                info_span!("message", id = %message.id, receive_count = message.receive_count);
+            let _entered = span.enter();
+            let rows = match read_rows(message, now, &self.timestamps) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    error!(id = %message.id, error = %e.redacted(), "unreadable message; it will be retried, then dead-lettered");
+                    outcome.failed.push(message.id.clone());
+                    continue;
+                }
+            };
+            for row in rows {
+                if !seen.insert(row.event.identity()) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                let group = groups.entry(row.partition()).or_insert_with(|| Group {
+                    rows: Vec::new(),
+                    message_ids: BTreeSet::new(),
+                });
+                group.message_ids.insert(&message.id);
+                group.rows.push(row);
+            }
+        }
+        let mut groups: Vec<(Partition<'_>, Group<'_>)> = groups.into_iter().collect();
+        for (_, group) in &mut groups {
+            // Rows in time order: the timestamp column and the row statistics compress and
+            // prune better, and neighbouring events (one send's deliveries, opens) share text.
+            group.rows.sort_by_key(|r| r.event.timestamp_millis());
+        }
+        groups
+    }
+
+    /// Tells the catalog of the types just written. Until it has them their rows are stored
+    /// but invisible through the tables, so a catalog failure fails the groups' messages: the
+    /// retry rewrites the same objects and asks again, and a message is only ever deleted once
+    /// its rows can be read.
+    async fn project<'g>(
+        &self,
+        catalog: &dyn TypeCatalog,
+        written: &[&'g (Partition<'g>, Group<'g>)],
+        metrics: &mut Metrics,
+        failed: &mut BTreeSet<&'g str>,
+    ) {
+        let max = self.store.max_partition_value_bytes();
+        let values: BTreeSet<String> = written
+            .iter()
+            .map(|(p, _)| path_value(&p.event_type, max).into_owned())
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        let values: Vec<String> = values.into_iter().collect();
+        match catalog.ensure_projected(&values).await {
+            Ok(projection) => {
+                metrics.projection_types_added += projection.added.len() as u64;
+                metrics.unprojected_types += projection.unprojectable.len() as u64;
+                for value in &projection.added {
+                    info!(event_type = %value, "added the event type to the tables' projection");
+                }
+                for value in &projection.unprojectable {
+                    warn!(event_type = %value, "event type written but no projection can hold it: its rows are invisible to the tables");
+                }
+            }
+            Err(e) => {
+                error!(error = %e, types = values.len(), "could not update the tables' projection; the messages will be retried");
+                for (_, group) in written {
+                    failed.extend(group.message_ids.iter().copied());
+                }
+            }
+        }
+    }
+
+    async fn write_group(
+        &self,
+        partition: &Partition<'_>,
+        group: &Group<'_>,
+        bodies: Encoded,
+    ) -> Result<Vec<String>, WriteError> {
+        let (parquet, csv) = bodies?;
+        let name = content_name(group.message_ids.iter().copied());
+        let mut keys = Vec::with_capacity(2);
+        for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
+            let key = object_key_within(
+                format,
+                partition,
+                &name,
+                self.store.max_partition_value_bytes(),
+            );
+            self.store
+                .put(&key, Bytes::from(body), format.content_type())
+                .await?;
+            info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+}
+
+/// Counts a group whose objects were stored.
+fn record_written(group: &Group<'_>, keys: Vec<String>, outcome: &mut Outcome) {
+    outcome.rows += group.rows.len();
+    // Both objects of a group hold the same rows; count the group once.
+    outcome
+        .metrics
+        .rows_per_object
+        .push(group.rows.len() as u64);
+    let oldest = group
+        .rows
+        .iter()
+        .filter_map(|r| r.event.timestamp_millis())
+        .min();
+    outcome.metrics.merge(&Metrics {
+        oldest_event_millis: oldest,
+        ..Metrics::default()
+    });
+    for row in &group.rows {
+        outcome.metrics.add_events(&row.event.head.event_type, 1);
+    }
+    outcome.objects.extend(keys);
+}
+
+/// The call's totals, and its log line.
+fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
+    if outcome.duplicates > 0 {
+        warn!(
+            duplicates = outcome.duplicates,
+            "dropped duplicate events within the batch"
+        );
+    }
+    outcome.metrics.batches = messages.len() as u64;
+    outcome.metrics.bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+    outcome.metrics.failures = outcome.failed.len() as u64;
+    info!(
+        messages = messages.len(),
+        rows = outcome.rows,
+        objects = outcome.objects.len(),
+        failed = outcome.failed.len(),
+        "writer batch done"
+    );
+}
+
+/// How many objects a batch stores at once.
+const PUT_CONCURRENCY: usize = 8;
+
+/// The rows of one message, with its batch context.
+fn read_rows<'m>(
+    message: &'m InboundMessage,
+    now: i64,
+    policy: &TimestampPolicy,
+) -> Result<Vec<Row<'m>>, WriteError> {
+    let batch = envelope::validate(&message.body)?;
+    let batch_id = message.attribute(attr::BATCH_ID);
+    let received_at = message.received_at_millis().unwrap_or(now);
+    let rows = batch
+        .events()
+        .map(|(element, head)| {
+            Row::new(
+                Event::with_head(element.raw, head.clone()),
+                batch_id,
+                received_at,
+                policy,
+            )
+        })
+        .collect();
+    Ok(rows)
+}
