@@ -31,6 +31,13 @@ impl Adapters {
         }
     }
 
+    /// The adapters a Lambda function builds at start: the SDK configuration and the settings,
+    /// both from the process environment.
+    pub async fn from_environment() -> Result<Self, SettingsError> {
+        let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok())?;
+        Ok(Self::new(&crate::load_config().await, settings))
+    }
+
     pub fn settings(&self) -> &AwsSettings {
         &self.settings
     }
@@ -44,20 +51,26 @@ impl Adapters {
 
     /// `SPARKLAKE_INGEST_QUEUE_URL`: ingest → fanout.
     pub fn ingest_queue(&self) -> Result<SqsQueue, SettingsError> {
-        let url = AwsSettings::require(
+        self.required_queue(
             &self.settings.ingest_queue_url,
             "SPARKLAKE_INGEST_QUEUE_URL",
-        )?;
-        Ok(self.queue(url))
+        )
     }
 
     /// `SPARKLAKE_WRITER_QUEUE_URL`: fanout → writer.
     pub fn writer_queue(&self) -> Result<SqsQueue, SettingsError> {
-        let url = AwsSettings::require(
+        self.required_queue(
             &self.settings.writer_queue_url,
             "SPARKLAKE_WRITER_QUEUE_URL",
-        )?;
-        Ok(self.queue(url))
+        )
+    }
+
+    fn required_queue(
+        &self,
+        url: &Option<String>,
+        variable: &'static str,
+    ) -> Result<SqsQueue, SettingsError> {
+        Ok(self.queue(AwsSettings::require(url, variable)?))
     }
 
     /// Each route with its queue.

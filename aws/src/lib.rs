@@ -99,30 +99,34 @@ pub fn s3_client(
 }
 
 #[cfg(feature = "sdk")]
+/// A client of `$service`'s SDK crate over `$sdk`, its failed attempts logged and retries
+/// counted ([`observe`]).
+macro_rules! observed_client {
+    ($service:ident, $sdk:expr) => {
+        $service::Client::from_conf(
+            $service::config::Builder::from($sdk)
+                .interceptor(observe::AttemptObserver)
+                .build(),
+        )
+    };
+}
+
+#[cfg(feature = "sdk")]
 /// The SQS client, its failed attempts logged and retries counted ([`observe`]).
 pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::config::Builder::from(sdk)
-        .interceptor(observe::AttemptObserver)
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    observed_client!(aws_sdk_sqs, sdk)
 }
 
 #[cfg(feature = "sdk")]
 /// The Firehose client, its failed attempts logged and retries counted ([`observe`]).
 pub fn firehose_client(sdk: &aws_config::SdkConfig) -> aws_sdk_firehose::Client {
-    let config = aws_sdk_firehose::config::Builder::from(sdk)
-        .interceptor(observe::AttemptObserver)
-        .build();
-    aws_sdk_firehose::Client::from_conf(config)
+    observed_client!(aws_sdk_firehose, sdk)
 }
 
 #[cfg(feature = "sdk")]
 /// The Glue client, its failed attempts logged and retries counted ([`observe`]).
 pub fn glue_client(sdk: &aws_config::SdkConfig) -> aws_sdk_glue::Client {
-    let config = aws_sdk_glue::config::Builder::from(sdk)
-        .interceptor(observe::AttemptObserver)
-        .build();
-    aws_sdk_glue::Client::from_conf(config)
+    observed_client!(aws_sdk_glue, sdk)
 }
 
 /// JSON logs on stderr (CloudWatch keeps them), filtered by `SPARKLAKE_LOG` (default `info`).

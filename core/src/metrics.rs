@@ -5,6 +5,22 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+/// The metrics of the totals line, with their units (dimension `Function`).
+pub const TOTALS: &[(&str, &str)] = &[
+    ("Batches", "Count"),
+    ("Bytes", "Bytes"),
+    ("EventsIn", "Count"),
+    ("Rejected", "Count"),
+    ("Failures", "Count"),
+    ("Retries", "Count"),
+    ("ObjectsWritten", "Count"),
+    ("RowsWritten", "Count"),
+    ("RowsPerObject", "Count"),
+    ("OldestEventAgeSeconds", "Seconds"),
+    ("ProjectionTypesAdded", "Count"),
+    ("UnprojectedTypes", "Count"),
+];
+
 /// What one invocation (or one interval of a long-running process) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
@@ -85,20 +101,12 @@ impl Metrics {
             }]})
         };
         let mut totals = json!({
-            "_aws": directive(json!([["Function"]]), json!([
-                {"Name": "Batches", "Unit": "Count"},
-                {"Name": "Bytes", "Unit": "Bytes"},
-                {"Name": "EventsIn", "Unit": "Count"},
-                {"Name": "Rejected", "Unit": "Count"},
-                {"Name": "Failures", "Unit": "Count"},
-                {"Name": "Retries", "Unit": "Count"},
-                {"Name": "ObjectsWritten", "Unit": "Count"},
-                {"Name": "RowsWritten", "Unit": "Count"},
-                {"Name": "RowsPerObject", "Unit": "Count"},
-                {"Name": "OldestEventAgeSeconds", "Unit": "Seconds"},
-                {"Name": "ProjectionTypesAdded", "Unit": "Count"},
-                {"Name": "UnprojectedTypes", "Unit": "Count"},
-            ])),
+            "_aws": directive(json!([["Function"]]), Value::Array(
+                TOTALS
+                    .iter()
+                    .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+                    .collect(),
+            )),
             "Function": function,
             "Batches": self.batches,
             "Bytes": self.bytes,

@@ -162,36 +162,24 @@ pub struct Encoding {
 }
 
 impl Encoding {
+    const fn new(dictionary: bool, compressed: bool, statistics: bool) -> Self {
+        Self {
+            dictionary,
+            compressed,
+            statistics,
+        }
+    }
+
     /// Low-cardinality or mostly-null: dictionary, uncompressed.
-    pub const DICT: Self = Self {
-        dictionary: true,
-        compressed: false,
-        statistics: true,
-    };
+    pub const DICT: Self = Self::new(true, false, true);
     /// Repetitive but bulky text: dictionary and zstd.
-    pub const DICT_ZSTD: Self = Self {
-        dictionary: true,
-        compressed: true,
-        statistics: true,
-    };
+    pub const DICT_ZSTD: Self = Self::new(true, true, true);
     /// Unique per row and bulky: zstd, no dictionary.
-    pub const UNIQUE_ZSTD: Self = Self {
-        dictionary: false,
-        compressed: true,
-        statistics: true,
-    };
+    pub const UNIQUE_ZSTD: Self = Self::new(false, true, true);
     /// Unique per row and small (coordinates): neither.
-    pub const UNIQUE: Self = Self {
-        dictionary: false,
-        compressed: false,
-        statistics: true,
-    };
+    pub const UNIQUE: Self = Self::new(false, false, true);
     /// Whole JSON documents: zstd, no dictionary, no statistics.
-    pub const DOCUMENT: Self = Self {
-        dictionary: false,
-        compressed: true,
-        statistics: false,
-    };
+    pub const DOCUMENT: Self = Self::new(false, true, false);
 }
 
 macro_rules! columns {

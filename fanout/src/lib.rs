@@ -32,24 +32,13 @@ pub struct Fanout<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum FanoutError {
     /// The message is not a batch at all; retrying will not help, so it ends in the DLQ.
-    #[error("message body is not a SparkPost batch: {0}")]
+    /// Shown without text quoted from the payload (logs carry it).
+    #[error("message body is not a SparkPost batch: {}", .0.redacted())]
     Undecodable(#[from] ValidationError),
     #[error(transparent)]
     TooLarge(#[from] envelope::ElementTooLarge),
     #[error(transparent)]
     Port(#[from] PortError),
-}
-
-impl FanoutError {
-    /// The error as logs may carry it: without text quoted from the payload.
-    pub fn redacted(&self) -> String {
-        match self {
-            Self::Undecodable(e) => {
-                format!("message body is not a SparkPost batch: {}", e.redacted())
-            }
-            other => other.to_string(),
-        }
-    }
 }
 
 /// What a call did: the ids of the messages that failed (to report as batch item failures).
@@ -75,9 +64,7 @@ impl Fanout<'_> {
                     }
                 }
                 Err(e) => {
-                    span.in_scope(
-                        || error!(error = %e.redacted(), "fanout failed; message will be retried"),
-                    );
+                    span.in_scope(|| error!(error = %e, "fanout failed; message will be retried"));
                     outcome.failed.push(message.id.clone());
                 }
             }

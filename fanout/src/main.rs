@@ -5,16 +5,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use fanout::{Fanout, Route};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sparklake_aws::adapters::Adapters;
-use sparklake_aws::config::AwsSettings;
-use sparklake_aws::{lambda, load_config};
+use sparklake_aws::lambda;
 use sparklake_core::ports::ArchiveAppend;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sparklake_aws::init_lambda_logging();
-    let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok())?;
-    let sdk = load_config().await;
-    let aws = Adapters::new(&sdk, settings);
+    let aws = Adapters::from_environment().await?;
     let events = aws.writer_queue()?;
     let route_queues = aws.routes();
     let routes: Vec<Route<'_>> = route_queues

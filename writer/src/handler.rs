@@ -30,24 +30,13 @@ pub struct Writer<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("message body is not a SparkPost batch: {0}")]
+    /// Shown without text quoted from the payload (logs carry it).
+    #[error("message body is not a SparkPost batch: {}", .0.redacted())]
     Undecodable(#[from] ValidationError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error(transparent)]
     Port(#[from] PortError),
-}
-
-impl WriteError {
-    /// The error as logs may carry it: without text quoted from the payload.
-    pub fn redacted(&self) -> String {
-        match self {
-            Self::Undecodable(e) => {
-                format!("message body is not a SparkPost batch: {}", e.redacted())
-            }
-            other => other.to_string(),
-        }
-    }
 }
 
 /// What a call did.
@@ -126,7 +115,7 @@ impl Writer<'_> {
             let rows = match read_rows(message, now, &self.timestamps) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    error!(id = %message.id, error = %e.redacted(), "unreadable message; it will be retried, then dead-lettered");
+                    error!(id = %message.id, error = %e, "unreadable message; it will be retried, then dead-lettered");
                     outcome.failed.push(message.id.clone());
                     continue;
                 }

@@ -4,8 +4,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sparklake_aws::adapters::Adapters;
-use sparklake_aws::config::AwsSettings;
-use sparklake_aws::{lambda, load_config};
+use sparklake_aws::lambda;
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::output::OutputSettings;
 use sparklake_core::ports::TypeCatalog;
@@ -14,9 +13,7 @@ use writer::Writer;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sparklake_aws::init_lambda_logging();
-    let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok())?;
-    let sdk = load_config().await;
-    let aws = Adapters::new(&sdk, settings);
+    let aws = Adapters::from_environment().await?;
     let store = aws.store()?;
     let catalog = aws.catalog();
     let output = OutputSettings::from_lookup(|name| std::env::var(name).ok())?;

@@ -111,52 +111,54 @@ impl Pipeline {
     }
 
     /// Runs fanout until `stop` turns true, then drains the ingest queue of visible messages.
-    pub async fn run_fanout(&self, mut stop: watch::Receiver<bool>) {
+    pub async fn run_fanout(&self, stop: watch::Receiver<bool>) {
+        self.until_drained(Stage::Fanout, stop).await;
+    }
+
+    /// Runs the writer until `stop` turns true, then drains the events queue of visible
+    /// messages (call after fanout has drained, so its output is included).
+    pub async fn run_writer(&self, stop: watch::Receiver<bool>) {
+        let encoder = ParquetEncoder::new(self.settings.output.parquet_timestamp);
+        self.until_drained(Stage::Writer(&encoder), stop).await;
+    }
+
+    /// Runs passes of `stage` until a stop was asked and a pass found nothing left; a failed
+    /// pass is logged and retried after a pause.
+    async fn until_drained(&self, stage: Stage<'_>, mut stop: watch::Receiver<bool>) {
+        let worker = stage.name();
         loop {
             let stopping = *stop.borrow();
-            let wait = if stopping {
-                Duration::ZERO
-            } else {
-                self.poll_wait
-            };
             // A long poll is not abandoned on stop: it may already have taken messages, which
             // would then sit invisible until their timeout instead of being drained now.
-            let pass = self.fanout_once(wait).await;
+            let pass = match stage {
+                Stage::Fanout => {
+                    let wait = if stopping {
+                        Duration::ZERO
+                    } else {
+                        self.poll_wait
+                    };
+                    self.fanout_once(wait).await
+                }
+                Stage::Writer(encoder) => {
+                    let window = if stopping {
+                        Duration::ZERO
+                    } else {
+                        self.settings.writer_window
+                    };
+                    self.write_once(encoder, window, Some(&stop)).await
+                }
+            };
             match pass {
                 Ok(0) if stopping => break,
                 Ok(0) => idle(&mut stop).await,
                 Ok(_) => {}
                 Err(e) => {
-                    error!(error = %e, "fanout poll failed");
+                    error!(worker, error = %e, "{worker} poll failed");
                     idle(&mut stop).await;
                 }
             }
         }
-        info!("fanout worker drained");
-    }
-
-    /// Runs the writer until `stop` turns true, then drains the events queue of visible
-    /// messages (call after fanout has drained, so its output is included).
-    pub async fn run_writer(&self, mut stop: watch::Receiver<bool>) {
-        let encoder = ParquetEncoder::new(self.settings.output.parquet_timestamp);
-        loop {
-            let stopping = *stop.borrow();
-            let window = if stopping {
-                Duration::ZERO
-            } else {
-                self.settings.writer_window
-            };
-            match self.write_once(&encoder, window, Some(&stop)).await {
-                Ok(0) if stopping => break,
-                Ok(0) => idle(&mut stop).await,
-                Ok(_) => {}
-                Err(e) => {
-                    error!(error = %e, "writer poll failed");
-                    idle(&mut stop).await;
-                }
-            }
-        }
-        info!("writer worker drained");
+        info!(worker, "{worker} worker drained");
     }
 
     /// Processes everything visible now in both queues, without waiting for batching windows.
@@ -165,6 +167,22 @@ impl Pipeline {
         while self.fanout_once(Duration::ZERO).await? > 0 {}
         while self.write_once(&encoder, Duration::ZERO, None).await? > 0 {}
         Ok(())
+    }
+}
+
+/// A worker's stage.
+#[derive(Clone, Copy)]
+enum Stage<'e> {
+    Fanout,
+    Writer(&'e ParquetEncoder),
+}
+
+impl Stage<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Fanout => "fanout",
+            Stage::Writer(_) => "writer",
+        }
     }
 }
 
