@@ -22,7 +22,7 @@ fn failure(operation: &'static str) -> PortError {
     PortError::new(operation, "injected failure")
 }
 
-/// A queue that keeps what it is sent.
+/// A queue that keeps what it is sent (and, as a real queue, refuses a message over its limit).
 pub struct MemoryQueue {
     max_message_bytes: usize,
     sent: Mutex<Vec<OutboundMessage>>,
@@ -69,6 +69,20 @@ impl QueueSend for MemoryQueue {
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
         if *lock(&self.failing) {
             return Err(failure("memory queue send"));
+        }
+        // As SQS and the local queue do: a message over the limit fails the whole send.
+        if let Some(large) = messages
+            .iter()
+            .find(|m| m.body.len() > self.max_message_bytes)
+        {
+            return Err(PortError::new(
+                "memory queue send",
+                format!(
+                    "a {}-byte message, over the {}-byte limit",
+                    large.body.len(),
+                    self.max_message_bytes
+                ),
+            ));
         }
         lock(&self.sent).extend(messages);
         Ok(())
