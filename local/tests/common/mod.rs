@@ -28,21 +28,6 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// The elements of a fixture batch, parsed.
-pub fn fixture_elements(name: &str) -> Vec<serde_json::Value> {
-    match serde_json::from_slice(&fixture(name)) {
-        Ok(serde_json::Value::Array(elements)) => elements,
-        other => panic!("{name} is not a JSON array: {other:?}"),
-    }
-}
-
-/// The `(class, event body)` of an element: `msys`'s one entry.
-pub fn event_of(element: &serde_json::Value) -> (&str, &serde_json::Value) {
-    let msys = element["msys"].as_object().expect("msys object");
-    let (class, event) = msys.iter().next().expect("an event class");
-    (class.as_str(), event)
-}
-
 /// Unix milliseconds of a UTC date and time.
 pub fn millis(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
     NaiveDate::from_ymd_opt(y, m, d)
@@ -145,14 +130,6 @@ impl Harness {
     /// Every file under the store's root, relative to it, sorted.
     pub fn store_files(&self) -> Vec<String> {
         files(self.store_root())
-    }
-}
-
-/// A queue configuration whose messages are visible again right away (no waiting in tests).
-pub fn immediate() -> QueueConfig {
-    QueueConfig {
-        visibility_timeout: std::time::Duration::ZERO,
-        ..QueueConfig::default()
     }
 }
 
