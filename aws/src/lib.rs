@@ -15,30 +15,27 @@
 //! - [`redrive`]: moving a dead-letter queue's messages back to their source.
 //! - [`retry`]: the backoff used for partial failures the SDK does not retry itself.
 
-#[cfg(feature = "sdk")]
-pub mod adapters;
 pub mod alb;
 pub mod codec;
-#[cfg(feature = "sdk")]
-pub mod config;
-#[cfg(feature = "sdk")]
-pub mod firehose;
-#[cfg(feature = "sdk")]
-pub mod glue;
-#[cfg(feature = "sdk")]
-pub mod lambda;
-#[cfg(feature = "sdk")]
-pub mod observe;
-#[cfg(feature = "sdk")]
-pub mod redrive;
-#[cfg(feature = "sdk")]
-pub mod retry;
-#[cfg(feature = "sdk")]
-pub mod s3;
-#[cfg(feature = "sdk")]
-pub mod secrets;
-#[cfg(feature = "sdk")]
-pub mod sqs;
+
+/// Items that need the AWS SDK (feature `sdk`, on by default); `alb` and `codec` do not.
+macro_rules! with_sdk {
+    ($($item:item)*) => { $( #[cfg(feature = "sdk")] $item )* };
+}
+
+with_sdk! {
+    pub mod adapters;
+    pub mod config;
+    pub mod firehose;
+    pub mod glue;
+    pub mod lambda;
+    pub mod observe;
+    pub mod redrive;
+    pub mod retry;
+    pub mod s3;
+    pub mod secrets;
+    pub mod sqs;
+}
 
 #[cfg(feature = "sdk")]
 /// Loads the AWS configuration once per process: region, credentials and endpoint from the

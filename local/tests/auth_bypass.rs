@@ -12,19 +12,21 @@
 //! pick the other copy.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod process;
+mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
 use bytes::Bytes;
-use common::*;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use ingest::IngestConfig;
-use process::*;
 use sparklake::queue::QueueConfig;
 use sparklake_core::ports::QueueCounts;
+use support::fixtures::*;
+use support::handlers::*;
+use support::http::*;
+use support::lake::written_event_ids;
+use support::process::*;
 
 const USER: &str = "sparkpost";
 const PASSWORD: &str = "S3cret-Pw";
@@ -809,7 +811,7 @@ async fn serve_refuses_bypass_attempts_over_http() {
         .env("SPARKLAKE_HEADER_VALUE", HEADER_VALUE)
         .env("SPARKLAKE_LOG", "warn")
         .stderr(std::process::Stdio::null());
-    let (mut child, addr) = start_with(command, &data, &[]);
+    let Server { mut child, addr } = Server::start(serve(command, &data, &[]));
     let token = TOKENS[2];
     let good_header = format!("{HEADER}: {HEADER_VALUE}\r\n");
     let good_bearer = format!("Authorization: Bearer {token}\r\n");

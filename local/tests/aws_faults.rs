@@ -13,7 +13,7 @@
 //! `SPARKLAKE_FAULTS_EVENTS=100000 cargo test -p sparklake --test aws_faults -- --nocapture`.
 #![allow(clippy::unwrap_used)]
 
-mod aws_common;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, BufReader};
@@ -24,45 +24,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array as _, StringArray};
-use aws_common::*;
 use aws_sdk_sqs::types::QueueAttributeName;
-use serde_json::value::RawValue;
+use support::aws::*;
+use support::lake::{Identity, batch_identities};
+use support::process::{Server, signal, sparklake, wait_exit};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-/// The binary under test: `SPARKLAKE_BIN` if set (a copy, safe from a shared target folder
-/// being rebuilt meanwhile), else the one cargo built.
-fn sparklake_bin() -> PathBuf {
-    std::env::var_os("SPARKLAKE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sparklake")))
-}
-
-/// `kill -TERM pid` (no libc in the tests).
-fn terminate(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-}
-
-/// Waits for a child to exit, at most `limit` (a bound on a wedge, not a timing assertion).
-fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The fault-injecting proxy, stopped (and its counts written) on drop.
@@ -104,7 +75,7 @@ impl FaultProxy {
 
     /// Stops the proxy and returns what it counted.
     fn stop(&mut self) -> serde_json::Value {
-        terminate(&self.child);
+        signal(self.child.id(), "TERM");
         wait_exit(&mut self.child, Duration::from_secs(30), "faultproxy");
         serde_json::from_slice(&std::fs::read(&self.stats_file).unwrap()).unwrap()
     }
@@ -117,33 +88,8 @@ impl Drop for FaultProxy {
     }
 }
 
-/// An event's identity as the writer de-duplicates it: (type, event_id), or the raw element.
-fn identity(event_type: &str, event_id: Option<&str>, raw: &str) -> String {
-    match event_id {
-        Some(id) => format!("{event_type}\u{1}{id}"),
-        None => format!("{event_type}\u{1}raw:{raw}"),
-    }
-}
-
-/// The identities of a batch's events.
-fn batch_identities(body: &str) -> Vec<String> {
-    let elements: Vec<&RawValue> = serde_json::from_str(body).unwrap();
-    elements
-        .iter()
-        .map(|raw| {
-            let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
-            let event = value["msys"].as_object().unwrap().values().next().unwrap();
-            identity(
-                event["type"].as_str().unwrap(),
-                event["event_id"].as_str(),
-                raw.get(),
-            )
-        })
-        .collect()
-}
-
 /// Every row's identity in the Parquet objects under `prefix` (duplicates kept).
-async fn lake_identities(aws: &Aws, bucket: &str, prefix: &str) -> (Vec<String>, usize) {
+async fn lake_identities(aws: &Aws, bucket: &str, prefix: &str) -> (Vec<Identity>, usize) {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let keys: Vec<String> = keys(aws, bucket, prefix)
         .await
@@ -186,7 +132,7 @@ async fn lake_identities(aws: &Aws, bucket: &str, prefix: &str) -> (Vec<String>,
                     let (t, id, raw) = (column("type"), column("event_id"), column("raw"));
                     for row in 0..batch.num_rows() {
                         let event_id = (!id.is_null(row)).then(|| id.value(row));
-                        ids.push(identity(t.value(row), event_id, raw.value(row)));
+                        ids.push(Identity::of(t.value(row), event_id, raw.value(row)));
                     }
                 }
             }
@@ -292,9 +238,9 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
             .env("SPARKLAKE_METRICS_INTERVAL_SECS", "2");
     };
     let log_path = work.path().join("serve.log");
-    let mut serve = Command::new(sparklake_bin());
+    let mut serve = sparklake();
     env(&mut serve, &proxy.url);
-    let mut serve = serve
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--poll-wait-secs", "1"])
         .args([
             "--visibility-timeout-secs",
@@ -302,20 +248,9 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
             "--writer-window-ms",
             "500",
         ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("sparklake listening on http://")
-        .trim_end_matches('/')
-        .to_owned();
-    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let serve = Server::start(serve);
+    let addr = serve.addr.clone();
 
     // SparkPost-like batches: 1 to 200 events, the full type mix.
     let mut generator = sparklake::generate::Generator::new(seed, events);
@@ -326,7 +261,7 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         batches.push(generator.batch(n as usize));
         produced += n;
     }
-    let posted: HashSet<String> = batches.iter().flat_map(|b| batch_identities(b)).collect();
+    let posted: HashSet<Identity> = batches.iter().flat_map(|b| batch_identities(b)).collect();
     assert_eq!(
         posted.len() as u64,
         events,
@@ -401,7 +336,7 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
     }
     watching.store(false, Ordering::Relaxed);
     watcher.await.unwrap();
-    let accepted: HashSet<String> = accepted_batches
+    let accepted: HashSet<Identity> = accepted_batches
         .iter()
         .flat_map(|&i| batch_identities(&batches[i]))
         .collect();
@@ -432,7 +367,7 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         // Through the proxy: the re-drive itself meets faults (and is run again if one outlasts
         // the SDK's retries: moving is send-then-delete, so a repeat duplicates, never loses).
         for _ in 0..3 {
-            let mut redrive = Command::new(sparklake_bin());
+            let mut redrive = sparklake();
             env(&mut redrive, &proxy.url);
             let output = redrive
                 .args(["redrive", "--queue", "all"])
@@ -449,13 +384,12 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
         }
     }
 
-    terminate(&serve);
-    let exit = wait_exit(&mut serve, patience, "serve");
+    let exit = serve.stop(patience);
     assert!(exit.success(), "serve exited {exit}");
     let faults = proxy.stop();
 
     // `status`, straight to the emulator: every queue and dead-letter queue is empty.
-    let mut status = Command::new(sparklake_bin());
+    let mut status = sparklake();
     env(&mut status, &aws.endpoint);
     let status = status.arg("status").output().unwrap();
     assert!(status.status.success(), "{status:?}");
@@ -466,8 +400,8 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
 
     // The promise: every event answered 200 is in the lake.
     let (rows, objects) = lake_identities(&aws, &lake, "lake/parquet/").await;
-    let distinct: HashSet<&String> = rows.iter().collect();
-    let missing: Vec<&String> = accepted.iter().filter(|i| !distinct.contains(i)).collect();
+    let distinct: HashSet<&Identity> = rows.iter().collect();
+    let missing: Vec<&Identity> = accepted.iter().filter(|i| !distinct.contains(i)).collect();
     let invented = distinct.iter().filter(|i| !posted.contains(**i)).count();
 
     // What the logs and metrics say about the faults.

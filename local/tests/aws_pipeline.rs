@@ -4,12 +4,11 @@
 //! end to end, and unreachable services surfaced as failures.
 #![allow(clippy::unwrap_used)]
 
-mod aws_common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_common::*;
 use bytes::Bytes;
 use ingest::{Ingest, IngestConfig};
 use sparklake_aws::s3::{Encryption, S3Store};
@@ -18,6 +17,8 @@ use sparklake_aws::{alb, codec};
 use sparklake_core::encode::ParquetEncoder;
 use sparklake_core::envelope::validate;
 use sparklake_core::message::InboundMessage;
+use support::aws::*;
+use support::fixtures::fixture;
 
 fn open_config() -> IngestConfig {
     IngestConfig::from_lookup(|k| (k == "SPARKLAKE_AUTH").then(|| "none".to_owned())).unwrap()

@@ -2,13 +2,13 @@
 //! gracefully, and every event is in S3 exactly once; then `sparklake status --backend aws`.
 #![allow(clippy::unwrap_used)]
 
-mod aws_common;
+mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use aws_common::*;
+use support::aws::*;
+use support::fixtures::fixture;
+use support::process::{Server, sparklake};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
@@ -36,9 +36,9 @@ async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
             .env("SPARKLAKE_AUTH", "none")
             .env("SPARKLAKE_LOG", "warn");
     };
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sparklake"));
+    let mut command = sparklake();
     env(&mut command);
-    let mut child = command
+    command
         .args([
             "serve",
             "--listen",
@@ -48,19 +48,9 @@ async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
             "--writer-window-ms",
             "200",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("sparklake listening on http://")
-        .trim_end_matches('/')
-        .to_owned();
+        .stderr(Stdio::inherit());
+    let server = Server::start(command);
+    let addr = server.addr.clone();
 
     let (status, body) = sparklake::http_client::post(&addr, &fixture("sparkpost/batch.json"))
         .await
@@ -71,22 +61,8 @@ async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
         .unwrap();
     assert_eq!(status, 200);
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not drain and exit");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(exit.success(), "{exit}");
+    // SIGTERM: serve drains what it accepted and exits 0.
+    server.terminate();
 
     let ids = parquet_event_ids(&aws, &lake, "lake/parquet/").await;
     assert_eq!(ids.len(), 19, "{ids:?}");
@@ -99,7 +75,7 @@ async fn serve_backend_aws_writes_every_event_once_and_drains_on_sigterm() {
         "raw archive through Firehose"
     );
 
-    let mut status = Command::new(env!("CARGO_BIN_EXE_sparklake"));
+    let mut status = sparklake();
     env(&mut status);
     let output = status.arg("status").output().unwrap();
     assert!(

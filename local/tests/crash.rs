@@ -9,8 +9,7 @@
 //! The figures are printed (`cargo test -p sparklake --test crash -- --nocapture`) and recorded in
 //! RELIABILITY.md.
 
-mod lake;
-mod process;
+mod support;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
@@ -18,9 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lake::{Identity, Server};
 use sparklake::generate::{Generator, Rng};
 use sparklake::queue::{LocalQueues, QueueConfig};
+use support::lake::Identity;
+use support::process::Server;
+use support::{files, http, lake, process};
 
 /// Concurrent clients posting.
 const CLIENTS: usize = 4;
@@ -98,7 +99,7 @@ async fn run_clients(
                 let Some(index) = ledger.lock().expect("ledger").todo.pop_front() else {
                     break;
                 };
-                let result = lake::post(&addr, batches[index].as_bytes()).await;
+                let result = http::try_post(&addr, batches[index].as_bytes()).await;
                 let mut ledger = ledger.lock().expect("ledger");
                 ledger.posts += 1;
                 match result {
@@ -236,7 +237,7 @@ async fn sigkill_rounds_lose_no_event_answered_200() {
         );
     }
     if dead_lettered > 0 {
-        let status = lake::sparklake()
+        let status = process::sparklake()
             .args(["redrive", "--data"])
             .arg(&data)
             .stdout(std::process::Stdio::null())
@@ -254,7 +255,7 @@ async fn sigkill_rounds_lose_no_event_answered_200() {
             .filter_map(|f| f["files"].as_u64())
             .sum();
     assert_eq!(
-        lake::files_ending(&data, ".tmp"),
+        files::files_ending(&data, ".tmp"),
         Vec::<std::path::PathBuf>::new()
     );
 
@@ -374,5 +375,5 @@ async fn sigkill_rounds_lose_no_event_answered_200() {
     }
 
     let logged = std::fs::read_to_string(&log).expect("log");
-    assert!(!logged.contains(lake::TOKEN), "the log holds the token");
+    assert!(!logged.contains(http::TOKEN), "the log holds the token");
 }

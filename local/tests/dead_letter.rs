@@ -2,8 +2,9 @@
 //! `max_receives`, `sparklake redrive` brings it back, and it is then written. A batch larger
 //! than one queue message is split and every event written.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,13 +13,8 @@ use sparklake::config::Settings;
 use sparklake::pipeline::Pipeline;
 use sparklake::queue::QueueConfig;
 use sparklake::report;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use support::fixtures::fixture;
+use support::process::sparklake;
 
 fn settings(max_message_bytes: usize) -> Settings {
     Settings {
@@ -93,7 +89,7 @@ async fn failing_writes_are_dead_lettered_then_redriven_and_written() {
     );
 
     std::fs::remove_file(data.join("parquet")).expect("unblock");
-    let output = Command::new(env!("CARGO_BIN_EXE_sparklake"))
+    let output = sparklake()
         .args(["redrive", "--data"])
         .arg(data)
         .output()

@@ -10,8 +10,7 @@
 //! `Retry-After`), never 500; nothing answered 200 is lost or dead-lettered; the service recovers
 //! by itself, without a restart, once the space or the write access is back.
 
-mod lake;
-mod process;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -19,10 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lake::{Answer, Identity};
 use sparklake::generate::Generator;
 use sparklake::queue::{LocalQueues, QueueConfig};
 use sparklake_core::ports::QueueCounts;
+use support::http::Answer;
+use support::lake::Identity;
+use support::{http, lake, process};
 
 /// The tmpfs the data folder lives on.
 const TMPFS_SIZE: &str = "24m";
@@ -83,10 +84,10 @@ impl Boxed {
             .env("OUTPUT_TMPFS_SIZE", OUTPUT_TMPFS_SIZE)
             .env("DATA", &data)
             .env("OUT", &out)
-            .env("BIN", lake::binary())
+            .env("BIN", process::binary())
             .env("MAX_RECEIVES", MAX_RECEIVES.to_string())
             .env("SPARKLAKE_AUTH", "bearer")
-            .env("SPARKLAKE_BEARER_TOKENS", lake::TOKEN)
+            .env("SPARKLAKE_BEARER_TOKENS", http::TOKEN)
             .env("SPARKLAKE_LOG", "info")
             .env("SPARKLAKE_LOG_FORMAT", "json")
             .env("SPARKLAKE_METRICS_INTERVAL_SECS", "3600")
@@ -203,7 +204,7 @@ async fn post_until_accepted(addr: &str, body: &[u8]) -> Vec<u16> {
     let mut statuses = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let answer = lake::post(addr, body).await.expect("an answer");
+        let answer = http::try_post(addr, body).await.expect("an answer");
         statuses.push(answer.status);
         if answer.status == 200 {
             return statuses;
@@ -293,7 +294,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     // Healthy: accepted and written.
     for _ in 0..3 {
         let batch = next.next().expect("batch");
-        let answer = lake::post(&addr, batch.as_bytes()).await.expect("answer");
+        let answer = http::try_post(&addr, batch.as_bytes())
+            .await
+            .expect("answer");
         assert_eq!(answer.status, 200, "{}", answer.body);
         accepted.push(batch);
     }
@@ -306,7 +309,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     let failures_before = failed_calls(&log, WRITER);
     for _ in 0..3 {
         let batch = next.next().expect("batch");
-        let answer = lake::post(&addr, batch.as_bytes()).await.expect("answer");
+        let answer = http::try_post(&addr, batch.as_bytes())
+            .await
+            .expect("answer");
         assert_eq!(answer.status, 200, "{}", answer.body);
         accepted.push(batch);
     }
@@ -325,7 +330,7 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     let fanout_before = failed_calls(&log, FANOUT);
     let filled = server.fill("");
     let malformed = br#"[{"msys":{"message_event":{"type":"bounce"},"track_event":{}}}]"#;
-    let answer = lake::post(&addr, malformed).await.expect("answer");
+    let answer = http::try_post(&addr, malformed).await.expect("answer");
     assert_unavailable(&answer);
     let mut refused: Vec<&String> = Vec::new();
     let mut accepted_while_full = 0;
@@ -334,7 +339,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
             .next()
             .expect("a post is refused before the batches run out");
         server.fill("");
-        let answer = lake::post(&addr, batch.as_bytes()).await.expect("answer");
+        let answer = http::try_post(&addr, batch.as_bytes())
+            .await
+            .expect("answer");
         if answer.status == 200 {
             accepted_while_full += 1;
             accepted.push(batch);
@@ -346,7 +353,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     // A few more, all refused or accepted, never anything else.
     for _ in 0..3 {
         let batch = next.next().expect("batch");
-        let answer = lake::post(&addr, batch.as_bytes()).await.expect("answer");
+        let answer = http::try_post(&addr, batch.as_bytes())
+            .await
+            .expect("answer");
         if answer.status == 200 {
             accepted.push(batch);
         } else {
@@ -367,7 +376,7 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
         retries += post_until_accepted(&addr, batch.as_bytes()).await.len();
         accepted.push(batch);
     }
-    let answer = lake::post(&addr, malformed).await.expect("answer");
+    let answer = http::try_post(&addr, malformed).await.expect("answer");
     assert_eq!(answer.status, 400, "quarantined now: {}", answer.body);
     wait_written(&server.inside, &identities(&accepted));
     println!(
@@ -383,12 +392,16 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     let mut while_read_only = Vec::new();
     for _ in 0..3 {
         let batch = next.next().expect("batch");
-        let answer = lake::post(&addr, batch.as_bytes()).await.expect("answer");
+        let answer = http::try_post(&addr, batch.as_bytes())
+            .await
+            .expect("answer");
         assert_eq!(answer.status, 200, "{}", answer.body);
         while_read_only.push(batch);
     }
     let other_malformed = br#"[{"msys":{"message_event":{"type":""}}}]"#;
-    let answer = lake::post(&addr, other_malformed).await.expect("answer");
+    let answer = http::try_post(&addr, other_malformed)
+        .await
+        .expect("answer");
     assert_unavailable(&answer);
     wait_failed_writer_calls(&log, failures_before + MAX_RECEIVES + 1);
     let failures = failed_calls(&log, WRITER) - failures_before;
@@ -396,7 +409,9 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
     server.read_only("quarantine", false);
     accepted.extend(while_read_only);
     wait_written(&server.inside, &identities(&accepted));
-    let answer = lake::post(&addr, other_malformed).await.expect("answer");
+    let answer = http::try_post(&addr, other_malformed)
+        .await
+        .expect("answer");
     assert_eq!(answer.status, 400, "{}", answer.body);
     println!(
         "read-only parquet/ and quarantine/: 3 batches 200, malformed body 503; {failures} failed writer calls (max receives {MAX_RECEIVES}); writable again: all written, malformed 400"
@@ -434,7 +449,7 @@ async fn full_and_read_only_data_folder_answer_503_lose_nothing_and_recover() {
         csv.len()
     );
     let logged = std::fs::read_to_string(&log).expect("log");
-    let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(lake::TOKEN)).collect();
+    let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(http::TOKEN)).collect();
     assert!(leaks.is_empty(), "the log holds the token: {leaks:?}");
 }
 
@@ -454,13 +469,13 @@ async fn queue_size_limit_answers_503_and_recovers_as_the_writer_drains() {
         &["--writer-window-ms", "2000", "--writer-batch-size", "10000"],
     );
     command.env("SPARKLAKE_QUEUE_MAX_BYTES", LIMIT.to_string());
-    let server = lake::Server::start(command);
+    let server = process::Server::start(command);
     let mut generator = Generator::new(11, 1_000_000_000);
     let batches: Vec<String> = (0..100).map(|_| generator.batch(100)).collect();
     let mut accepted = Vec::new();
     let mut refused = None;
     for batch in &batches {
-        let answer = lake::post(&server.addr, batch.as_bytes())
+        let answer = http::try_post(&server.addr, batch.as_bytes())
             .await
             .expect("answer");
         if answer.status == 200 {

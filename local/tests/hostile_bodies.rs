@@ -6,20 +6,23 @@
 //! running `sparklake serve`, which must still write a valid batch afterwards.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod process;
+mod support;
 
 use std::io::Write as _;
 
 use bytes::Bytes;
-use common::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::StatusCode;
-use process::*;
 use sha2::{Digest, Sha256};
 use sparklake::queue::QueueConfig;
 use sparklake_core::ports::QueueCounts;
+use support::files::*;
+use support::fixtures::*;
+use support::handlers::*;
+use support::http::*;
+use support::lake::written_event_ids;
+use support::process::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn event(fields: &str) -> String {
@@ -143,7 +146,12 @@ async fn each_hostile_body_gets_its_deliberate_answer() -> TestResult {
     let mut quarantined = 0;
     for (case, body, status, word) in table() {
         let response = h
-            .ingest(&config, &queue, post(&[], body.clone()), received_at())
+            .ingest(
+                &config,
+                &queue,
+                post_request(&[], body.clone()),
+                received_at(),
+            )
             .await;
         assert_eq!(response.status(), status, "{case}: {:?}", response.body());
         if status == StatusCode::OK {
@@ -205,7 +213,7 @@ async fn bodies_over_the_limit_get_413_and_nothing_is_kept() -> TestResult {
             .ingest(
                 &config,
                 &queue,
-                post(headers, Bytes::from(body)),
+                post_request(headers, Bytes::from(body)),
                 received_at(),
             )
             .await;
@@ -255,13 +263,13 @@ async fn stream_body(addr: &str, head: String, total: usize) -> Answer {
         response.extend_from_slice(&buf[..n]);
     }
     write.abort();
-    parse_answer(&response)
+    parse_what_arrived(&response)
 }
 
 fn read_column(data: &std::path::Path, event_id: &str, column: &str) -> Option<String> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
-    for path in walk(&data.join("parquet"), "parquet") {
+    for path in files_ending(&data.join("parquet"), ".parquet") {
         let file = std::fs::File::open(&path).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
@@ -299,7 +307,8 @@ async fn serve_survives_big_slow_and_malformed_bodies_and_still_writes() {
         .env("SPARKLAKE_BEARER_TOKENS", "hostile-test-token")
         .env("SPARKLAKE_LOG", "warn")
         .stderr(std::process::Stdio::null());
-    let (mut child, addr) = start_with(command, &data, &["--writer-window-ms", "100"]);
+    let Server { mut child, addr } =
+        Server::start(serve(command, &data, &["--writer-window-ms", "100"]));
     let pid = child.id();
     let auth = "Authorization: Bearer hostile-test-token\r\n";
     let baseline = peak_rss_kb(pid).unwrap();

@@ -4,15 +4,16 @@
 //! over the in-memory ports in `ingest/tests`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 use sparklake::queue::{LocalQueue, QueueConfig};
 use sparklake_core::ports::QueueCounts;
+use support::fixtures::*;
+use support::handlers::*;
 
 const BATCH: &str = "sparkpost/batch.json";
 
@@ -71,7 +72,12 @@ async fn quarantined_bodies_are_two_files_each_on_disk_and_nothing_else() -> Tes
     for name in MALFORMED {
         let body = fixture(&format!("malformed/{name}"));
         let response = h
-            .ingest(&config, &queue, post(&[], body.clone()), received_at())
+            .ingest(
+                &config,
+                &queue,
+                post_request(&[], body.clone()),
+                received_at(),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}");
         assert_quarantined(&h, &body, &error_text(&response), 400)?;
@@ -95,7 +101,7 @@ async fn a_quarantine_folder_that_cannot_be_written_gets_503_and_recovers() -> T
     for name in MALFORMED {
         let body = fixture(&format!("malformed/{name}"));
         let response = h
-            .ingest(&config, &queue, post(&[], body), received_at())
+            .ingest(&config, &queue, post_request(&[], body), received_at())
             .await;
         assert_eq!(
             response.status(),
@@ -111,7 +117,12 @@ async fn a_quarantine_folder_that_cannot_be_written_gets_503_and_recovers() -> T
     std::fs::remove_file(h.store_root().join("quarantine"))?;
     let body = fixture("malformed/two_classes.json");
     let response = h
-        .ingest(&config, &queue, post(&[], body.clone()), received_at())
+        .ingest(
+            &config,
+            &queue,
+            post_request(&[], body.clone()),
+            received_at(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_quarantined(&h, &body, &error_text(&response), 400)?;
@@ -134,7 +145,12 @@ async fn a_locked_queue_database_gets_503_and_the_retry_succeeds() -> TestResult
     blocker.execute_batch("BEGIN IMMEDIATE")?;
     let started = Instant::now();
     let response = h
-        .ingest(&config, &queue, post(&[], body.clone()), received_at())
+        .ingest(
+            &config,
+            &queue,
+            post_request(&[], body.clone()),
+            received_at(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "30");
@@ -157,7 +173,7 @@ async fn a_locked_queue_database_gets_503_and_the_retry_succeeds() -> TestResult
     );
 
     let response = h
-        .ingest(&config, &queue, post(&[], body), received_at())
+        .ingest(&config, &queue, post_request(&[], body), received_at())
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(counts(&queue).await.visible, 1);

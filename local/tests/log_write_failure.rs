@@ -3,17 +3,14 @@
 //! failed write with `eprintln!`, which panicked on the same error and killed the fanout and
 //! writer workers, while the HTTP server went on answering 200 with nothing draining the queues.
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// The binary under test: `SPARKLAKE_BIN` if set, else the one cargo built.
-fn sparklake_bin() -> std::path::PathBuf {
-    std::env::var_os("SPARKLAKE_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sparklake").into())
-}
+use support::fixtures::fixture;
+use support::process::{Server, serve, sparklake};
 
 #[tokio::test]
 async fn serve_keeps_working_when_its_log_cannot_be_written() {
@@ -28,35 +25,17 @@ async fn serve_keeps_working_when_its_log_cannot_be_written() {
         .write(true)
         .open(full)
         .expect("open /dev/full");
-    let mut serve = Command::new(sparklake_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+    let mut command = sparklake();
+    command
         .env("SPARKLAKE_AUTH", "none")
         .env("SPARKLAKE_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    assert!(
-        line.starts_with("sparklake listening on http://"),
-        "serve did not start with an unwritable log: {line:?}"
-    );
-    let addr = line
-        .trim()
-        .trim_start_matches("sparklake listening on http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let sample = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sparkpost/batch.json"),
-    )
-    .expect("fixture");
-    let (status, body) = sparklake::http_client::post(&addr, &sample)
-        .await
-        .expect("post");
+        .stderr(Stdio::from(stderr));
+    // Starting at all (the listening line read) is the first thing an unwritable log broke.
+    let server = Server::start(serve(command, data, &[]));
+    let (status, body) =
+        sparklake::http_client::post(&server.addr, &fixture("sparkpost/batch.json"))
+            .await
+            .expect("post");
     assert_eq!(status, 200, "{body}");
 
     // The workers must write the batch while serve runs (every step logs, every log fails).
@@ -70,20 +49,7 @@ async fn serve_keeps_working_when_its_log_cannot_be_written() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(status) = serve.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = serve.kill();
-            panic!("serve did not drain and exit");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = server.stop(Duration::from_secs(60));
     assert_eq!(rows, 19, "every accepted event is written");
     assert!(exit.success(), "serve's workers ended cleanly: {exit}");
 }

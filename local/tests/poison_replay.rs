@@ -7,10 +7,11 @@
 //! (The emulator does not enforce S3's 1 024-byte key limit, so the same failure is not real on
 //! it; `aws_pipeline.rs` shows a poison message through SQS's dead-letter queue and back.)
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use arrow::array::Array as _;
 use bytes::Bytes;
@@ -20,6 +21,8 @@ use sparklake::pipeline::Pipeline;
 use sparklake::queue::QueueConfig;
 use sparklake::report;
 use sparklake_core::encode::ParquetEncoder;
+use support::fixtures::fixture;
+use support::process::{Server, serve, sparklake};
 
 /// A type from outside SparkPost's list, as a misconfigured relay might forward it: 320 bytes.
 fn poison_type() -> String {
@@ -27,9 +30,8 @@ fn poison_type() -> String {
 }
 
 fn batch_with_poison() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sparkpost/batch.json");
-    let text = std::fs::read_to_string(&path).expect("fixture");
-    let mut elements: Vec<serde_json::Value> = serde_json::from_str(&text).expect("array");
+    let mut elements: Vec<serde_json::Value> =
+        serde_json::from_slice(&fixture("sparkpost/batch.json")).expect("array");
     elements.push(serde_json::json!({"msys": {"message_event": {
         "type": poison_type(),
         "event_id": "92356927693813856",
@@ -47,15 +49,8 @@ fn rows(data: &Path) -> i64 {
         .sum()
 }
 
-/// The binary under test: `SPARKLAKE_BIN` if set, else the one cargo built.
-fn sparklake_bin() -> std::path::PathBuf {
-    std::env::var_os("SPARKLAKE_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sparklake").into())
-}
-
 fn run(data: &Path, args: &[&str]) -> String {
-    let output = Command::new(sparklake_bin())
+    let output = sparklake()
         .args(args)
         .arg("--data")
         .arg(data)
@@ -141,34 +136,14 @@ async fn an_unwritable_event_is_dead_lettered_without_blocking_its_batch_then_fi
     // The fix: shorten over-long partition values; then re-drive and let serve write it.
     let said = run(data, &["redrive", "--queue", "events"]);
     assert!(said.contains("events: moved 1 message(s)"), "{said}");
-    let mut serve = Command::new(sparklake_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+    let mut command = sparklake();
+    command
         .env("SPARKLAKE_PARTITION_VALUE_MAX_BYTES", "200")
         .env("SPARKLAKE_AUTH", "none")
         .env("SPARKLAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    assert!(line.starts_with("sparklake listening on"), "{line}");
-    // SIGTERM: serve stops accepting, drains both queues and exits.
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(status) = serve.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not drain and exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit}");
+        .stderr(Stdio::null());
+    // SIGTERM: serve stops accepting, drains both queues and exits 0.
+    Server::start(serve(command, data, &[])).terminate();
 
     assert_eq!(rows(data), 20, "the replayed event is written");
     let partitions = report::partitions(data).expect("report");

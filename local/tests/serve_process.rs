@@ -1,14 +1,16 @@
 //! The real `sparklake serve` process: a kill -9 after batches were answered 200 loses none of
 //! them once the process is restarted; SIGTERM drains everything accepted and exits 0.
 
-mod process;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use process::{sparklake, start_with, terminate, written_event_ids};
 use sparklake::http_client::post;
+use support::http;
+use support::lake::written_event_ids;
+use support::process::{Server, serve, sparklake, terminate};
 
 /// Starts `serve` on a free port and returns the child and its address.
 fn start(data: &Path, extra: &[&str]) -> (Child, String) {
@@ -17,7 +19,8 @@ fn start(data: &Path, extra: &[&str]) -> (Child, String) {
         .env("SPARKLAKE_AUTH", "none")
         .env("SPARKLAKE_LOG", "warn")
         .stderr(Stdio::inherit());
-    start_with(command, data, extra)
+    let Server { child, addr } = Server::start(serve(command, data, extra));
+    (child, addr)
 }
 
 /// A batch of `n` distinct events of mixed types, ids prefixed by `batch`.
@@ -212,7 +215,7 @@ async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
             .envs(configured)
             .stderr(std::fs::File::create(&log).expect("log file"));
         let stdout = dir.path().join(format!("serve-{format}.stdout"));
-        let (child, addr) = process::start_capturing(command, &data, &[], &stdout);
+        let Server { child, addr } = Server::start_capturing(serve(command, &data, &[]), &stdout);
         let good_header = "X-Hook-Secret: h3ader-secret\r\n";
         let bearer = format!("Authorization: Bearer t0ken-beta\r\n{good_header}");
         let basic = format!(
@@ -223,7 +226,7 @@ async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
         for (headers, tag) in accepted {
             let tag = format!("{format}-{}", String::from_utf8_lossy(tag));
             let body = batch_with_recipients(&tag);
-            let answer = process::post_with(&addr, headers.as_bytes(), &body).await;
+            let answer = http::post_with(&addr, headers.as_bytes(), &body).await;
             assert_eq!(answer.status, 200, "{headers}: {}", answer.body);
         }
         for drift in ["numbers", "timestamps", "unknown"] {
@@ -232,7 +235,7 @@ async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
                     .join(format!("../fixtures/drift/{drift}.json")),
             )
             .expect("fixture");
-            let answer = process::post_with(&addr, bearer.as_bytes(), &body).await;
+            let answer = http::post_with(&addr, bearer.as_bytes(), &body).await;
             assert_eq!(answer.status, 200, "{drift}: {}", answer.body);
         }
         let attempts = [
@@ -255,7 +258,7 @@ async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
         ];
         let body = batch_with_recipients(&format!("{format}-refused"));
         for headers in &attempts {
-            let answer = process::post_with(&addr, headers.as_bytes(), &body).await;
+            let answer = http::post_with(&addr, headers.as_bytes(), &body).await;
             assert_eq!(answer.status, 401, "{headers}");
         }
         // Malformed bodies whose parse errors can quote what is inside them.
@@ -273,7 +276,7 @@ async fn logs_of_a_full_run_carry_no_secret_attempt_or_recipient() {
             not_utf8,
         ];
         for body in &malformed {
-            let answer = process::post_with(&addr, bearer.as_bytes(), body).await;
+            let answer = http::post_with(&addr, bearer.as_bytes(), body).await;
             assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(body));
         }
         // Let at least one metrics interval pass so its log line is in the capture too.

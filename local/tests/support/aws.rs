@@ -1,6 +1,5 @@
 //! Real AWS APIs for tests: the emulator `scripts/test.sh` starts on 127.0.0.1 (moto's server),
 //! reached with the real AWS SDK. Each test makes its own uniquely named resources.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -176,13 +175,6 @@ pub async fn get(aws: &Aws, bucket: &str, key: &str) -> Bytes {
         .await
         .unwrap();
     object.body.collect().await.unwrap().into_bytes()
-}
-
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Event ids (or types, for events without one) of every Parquet object under `prefix`.

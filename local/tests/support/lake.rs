@@ -1,46 +1,20 @@
-//! Shared helpers of the reliability tests (`crash.rs`, `disk_full.rs`): the real `sparklake
-//! serve` process, authenticated HTTP posts that survive the server dying under them, event
-//! identities of what was posted and of what was written (Parquet and CSV), and the repository's
-//! de-duplicating view run in DuckDB.
-#![allow(dead_code, clippy::unwrap_used)]
+//! The lake a run wrote, as the tests check it: event identities of what was posted and of what
+//! was written (Parquet and CSV), the repository's de-duplicating view run in DuckDB, and the
+//! JSON logs of `serve`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use crate::process::{listening_addr, signal, wait_success};
+use super::files::files_ending;
+use super::fixtures::repo_root;
+use super::http::TOKEN;
+use super::process::{serve, sparklake};
 
 use arrow::array::{Array as _, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
-
-/// The bearer token the tests' servers accept.
-pub const TOKEN: &str = "crash-test-t0ken";
-
-/// The `sparklake` binary these tests run: cargo's, or `SPARKLAKE_TEST_BIN` when set (a copy
-/// taken right after `cargo build`, where several checkouts share one target directory and
-/// overwrite each other's `target/debug/sparklake`).
-pub fn binary() -> PathBuf {
-    std::env::var_os("SPARKLAKE_TEST_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_sparklake")),
-        PathBuf::from,
-    )
-}
-
-pub fn sparklake() -> Command {
-    Command::new(binary())
-}
-
-/// The repository's root (the workspace).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_owned()
-}
 
 /// An event's identity as the writer and the de-duplicating view see it: `(type, event_id)`, or
 /// the SHA-256 of the element exactly as received when it has no `event_id`.
@@ -51,7 +25,7 @@ pub enum Identity {
 }
 
 impl Identity {
-    fn of(event_type: &str, event_id: Option<&str>, raw: &str) -> Self {
+    pub fn of(event_type: &str, event_id: Option<&str>, raw: &str) -> Self {
         match event_id.filter(|id| !id.is_empty()) {
             Some(id) => Self::Id(event_type.to_owned(), id.to_owned()),
             None => Self::Raw(hex::encode(Sha256::digest(raw.as_bytes()))),
@@ -77,43 +51,6 @@ pub fn batch_identities(batch: &str) -> Vec<Identity> {
         .collect()
 }
 
-/// A running `sparklake serve` and its address.
-pub struct Server {
-    pub child: Child,
-    pub addr: String,
-}
-
-impl Server {
-    /// Starts `command` (already holding `serve`'s arguments and environment) and reads the
-    /// address from its first line of output.
-    pub fn start(mut command: Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn sparklake serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr =
-            listening_addr(&line).unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        Self { child, addr }
-    }
-
-    /// SIGKILL, then reap.
-    pub fn kill(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-    }
-
-    /// SIGTERM, then waits (bounded, so a hung drain fails instead of hanging CI) for exit 0.
-    pub fn terminate(mut self) {
-        signal(self.child.id(), "TERM");
-        wait_success(&mut self.child, "serve");
-    }
-}
-
 /// A `serve` command over `data` with bearer auth on, logging JSON at info level to `log`.
 pub fn serve_command(data: &Path, log: &Path, extra: &[&str]) -> Command {
     let mut command = sparklake();
@@ -122,11 +59,8 @@ pub fn serve_command(data: &Path, log: &Path, extra: &[&str]) -> Command {
         .env("SPARKLAKE_BEARER_TOKENS", TOKEN)
         .env("SPARKLAKE_LOG", "info")
         .env("SPARKLAKE_LOG_FORMAT", "json")
-        .stderr(log_file(log))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra);
-    command
+        .stderr(log_file(log));
+    serve(command, data, extra)
 }
 
 /// `path` opened for appending (several runs log to one file).
@@ -138,104 +72,23 @@ pub fn log_file(path: &Path) -> std::fs::File {
         .expect("log file")
 }
 
-/// An HTTP answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    /// Header names lower-cased.
-    pub headers: BTreeMap<String, String>,
-    pub body: String,
-}
-
-/// POSTs `body` to `/` with the test token over plain HTTP/1.1. `Err` when the connection fails
-/// or the answer is cut off (the server was killed): the caller cannot know whether it was stored.
-pub async fn post(addr: &str, body: &[u8]) -> Result<Answer, String> {
-    post_with(
-        addr,
-        &format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"),
-        body,
-    )
-    .await
-}
-
-pub async fn post_with(addr: &str, headers: &str, body: &[u8]) -> Result<Answer, String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        stream.write_all(body).await.map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        parse_answer(&response)
-    };
-    // A guard against a hung server, not a measurement.
-    tokio::time::timeout(Duration::from_secs(60), exchange)
-        .await
-        .map_err(|_| "no answer within 60 s".to_owned())?
-}
-
-fn parse_answer(response: &[u8]) -> Result<Answer, String> {
-    let text = String::from_utf8_lossy(response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("cut-off answer ({} bytes)", response.len()))?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "no status line".to_owned())?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    // With `Connection: close` the body runs to the end; a cut-off one is not an answer.
-    let body = body.to_owned();
-    if headers_len(&headers).is_some_and(|length| body.len() < length) {
-        return Err("cut-off body".to_owned());
-    }
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn headers_len(headers: &BTreeMap<String, String>) -> Option<usize> {
-    headers.get("content-length").and_then(|v| v.parse().ok())
-}
-
-/// Every file under `dir` whose name ends with `suffix`, sorted; none if `dir` is missing.
-pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, suffix, out);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                out.push(path);
-            }
+/// The `event_id` of every row of every Parquet object under `data/parquet`.
+pub fn written_event_ids(data: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for path in files_ending(&data.join("parquet"), ".parquet") {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("event_id").expect("event_id column");
+            let strings = column.as_any().downcast_ref::<StringArray>().expect("utf8");
+            ids.extend(strings.iter().map(|s| s.unwrap_or_default().to_owned()));
         }
     }
-    let mut out = Vec::new();
-    walk(dir, suffix, &mut out);
-    out.sort();
-    out
+    ids
 }
 
 /// The identity of every row of every Parquet object under `data/parquet`, one per row.
