@@ -12,6 +12,8 @@
 
 pub mod alb;
 pub mod checks;
+mod field_lists;
+mod fields;
 pub mod gen_alb;
 pub mod gen_batch;
 pub mod queue;

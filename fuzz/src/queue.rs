@@ -309,7 +309,10 @@ fn check_writer(messages: &[OutboundMessage], compress: bool, events: usize) {
         let (key, body) = (&object.key, &object.body);
         if key.ends_with(".csv") {
             let mut reader = csv::Reader::from_reader(&body[..]);
-            csv_rows += reader.records().map(|r| r.expect("CSV reads back")).count();
+            for record in reader.records() {
+                record.expect("CSV reads back");
+                csv_rows += 1;
+            }
         } else {
             assert!(key.ends_with(".parquet"));
             assert!(body.starts_with(b"PAR1") && body.ends_with(b"PAR1"));
