@@ -223,6 +223,7 @@ fn check_row(row: &Row<'_>) {
     check_fields(row);
 }
 
+/// The CSV reads back as one record per row with every column, and no field holds a raw line
 /// break (Athena's OpenCSVSerde cannot read them).
 pub fn check_csv(rows: &[Row<'_>]) {
     let csv = encode_csv(rows).expect("CSV encodes");
