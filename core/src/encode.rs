@@ -135,6 +135,7 @@ impl std::fmt::Display for TimestampType {
 }
 
 /// Encodes rows as one zstd-compressed Parquet file; its schema and properties are built once.
+#[derive(Debug, Clone)]
 pub struct ParquetEncoder {
     schema: TypePtr,
     properties: Arc<WriterProperties>,
@@ -204,12 +205,38 @@ impl ParquetEncoder {
         }
     }
 
+    /// Rows as one Parquet file of one row group.
     pub fn encode(&self, rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(rows.len() * 256 + 8192);
-        let mut file =
-            SerializedFileWriter::new(&mut out, self.schema.clone(), self.properties.clone())?;
-        let mut group = file.next_row_group()?;
-        let mut levels = Vec::with_capacity(rows.len());
+        let mut stream = self.stream(Vec::with_capacity(rows.len() * 256 + 8192))?;
+        stream.write_row_group(rows)?;
+        stream.finish()
+    }
+
+    /// A Parquet file written to `out` a row group at a time (the compactor's outputs), with
+    /// this encoder's schema and settings.
+    pub fn stream<W: std::io::Write + Send>(
+        &self,
+        out: W,
+    ) -> Result<ParquetStream<W>, EncodeError> {
+        Ok(ParquetStream {
+            file: SerializedFileWriter::new(out, self.schema.clone(), self.properties.clone())?,
+            timestamps: self.timestamps,
+            levels: Vec::new(),
+        })
+    }
+}
+
+/// A Parquet file being written, one row group per [`Self::write_row_group`].
+pub struct ParquetStream<W: std::io::Write + Send> {
+    file: SerializedFileWriter<W>,
+    timestamps: TimestampType,
+    levels: Vec<i16>,
+}
+
+impl<W: std::io::Write + Send> ParquetStream<W> {
+    /// Writes `rows` as one row group.
+    pub fn write_row_group(&mut self, rows: &[Row<'_>]) -> Result<(), EncodeError> {
+        let mut group = self.file.next_row_group()?;
         for column in COLUMNS {
             let Some(mut writer) = group.next_column()? else {
                 return Err(parquet::errors::ParquetError::General(format!(
@@ -218,12 +245,27 @@ impl ParquetEncoder {
                 ))
                 .into());
             };
-            write_column(column, rows, self.timestamps, writer.untyped(), &mut levels)?;
+            write_column(
+                column,
+                rows,
+                self.timestamps,
+                writer.untyped(),
+                &mut self.levels,
+            )?;
             writer.close()?;
         }
         group.close()?;
-        file.close()?;
-        Ok(out)
+        Ok(())
+    }
+
+    /// Bytes written so far (the footer not yet).
+    pub fn bytes_written(&self) -> usize {
+        self.file.bytes_written()
+    }
+
+    /// Writes the footer and hands back the output.
+    pub fn finish(self) -> Result<W, EncodeError> {
+        Ok(self.file.into_inner()?)
     }
 }
 
@@ -416,19 +458,48 @@ pub fn int96_of_millis(millis: i64) -> Int96 {
 /// become the two characters `\r` and `\n`; JSON columns are written on one line (see
 /// [`one_line_json`]), which needs no escaping since JSON strings cannot hold a raw line break.
 pub fn encode_csv(rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::with_capacity(rows.len() * 512 + 1024));
-    writer.write_record(COLUMNS.iter().map(|c| c.name))?;
-    let mut record: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
-    for row in rows {
-        record.clear();
-        record.extend(COLUMNS.iter().map(|c| csv_field(c.kind, (c.read)(row))));
-        writer.write_record(record.iter().map(|f| f.as_bytes()))?;
+    let mut stream = CsvStream::new(Vec::with_capacity(rows.len() * 512 + 1024))?;
+    stream.write_rows(rows)?;
+    stream.finish()
+}
+
+/// A CSV file written to `out` as [`encode_csv`] writes it, rows appended as they come (the
+/// compactor's outputs): the header first.
+pub struct CsvStream<W: std::io::Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> CsvStream<W> {
+    pub fn new(out: W) -> Result<Self, EncodeError> {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(out);
+        writer.write_record(COLUMNS.iter().map(|c| c.name))?;
+        Ok(Self { writer })
     }
-    writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(e.into_error()).into())
+
+    pub fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<(), EncodeError> {
+        let mut record: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
+        for row in rows {
+            record.clear();
+            record.extend(COLUMNS.iter().map(|c| csv_field(c.kind, (c.read)(row))));
+            self.writer
+                .write_record(record.iter().map(|f| f.as_bytes()))?;
+        }
+        Ok(())
+    }
+
+    /// What `count` reads off the output once everything written so far has reached it.
+    pub fn bytes_written(&mut self, count: impl Fn(&W) -> u64) -> u64 {
+        let _ = self.writer.flush();
+        count(self.writer.get_ref())
+    }
+
+    pub fn finish(self) -> Result<W, EncodeError> {
+        self.writer
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()).into())
+    }
 }
 
 fn csv_field(kind: Kind, value: Value<'_>) -> Cow<'_, str> {

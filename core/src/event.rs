@@ -25,6 +25,49 @@ pub enum Identity<'a> {
     RawHash([u8; 16]),
 }
 
+impl<'a> Identity<'a> {
+    /// The identity of a stored row from its columns, as [`Event::identity`] defines it: its
+    /// `type` and `event_id`, or the hash of its `raw` text when it has no id.
+    pub fn of_columns(event_type: &'a str, event_id: Option<&'a str>, raw: &str) -> Self {
+        match event_id {
+            Some(id) => Identity::Id {
+                event_type: Cow::Borrowed(event_type),
+                event_id: Cow::Borrowed(id),
+            },
+            None => Identity::RawHash(raw_hash(raw)),
+        }
+    }
+
+    /// 128 bits standing for the identity (the first half of a SHA-256): what compaction keeps
+    /// a set of, 16 bytes a row.
+    pub fn digest(&self) -> u128 {
+        match self {
+            Identity::Id {
+                event_type,
+                event_id,
+            } => {
+                let mut hasher = Sha256::new();
+                hasher.update(b"id\0");
+                hasher.update(event_type.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(event_id.as_bytes());
+                let digest = hasher.finalize();
+                let mut half = [0u8; 16];
+                half.copy_from_slice(&digest[..16]);
+                u128::from_be_bytes(half)
+            }
+            Identity::RawHash(hash) => u128::from_be_bytes(*hash),
+        }
+    }
+}
+
+fn raw_hash(raw: &str) -> [u8; 16] {
+    let digest = Sha256::digest(raw.as_bytes());
+    let mut hash = [0u8; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
+}
+
 /// A parsed event: its head, the typed fields, and the element exactly as received.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
@@ -57,12 +100,7 @@ impl<'a> Event<'a> {
                 event_type: self.head.event_type.clone(),
                 event_id: id.clone(),
             },
-            None => {
-                let digest = Sha256::digest(self.raw.as_bytes());
-                let mut hash = [0u8; 16];
-                hash.copy_from_slice(&digest[..16]);
-                Identity::RawHash(hash)
-            }
+            None => Identity::RawHash(raw_hash(self.raw)),
         }
     }
 

@@ -136,3 +136,62 @@ pub struct Projection {
     /// reached): their rows are stored but not visible through the tables.
     pub unprojectable: Vec<String>,
 }
+
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative to the store's root (or prefix).
+    pub key: String,
+    pub size: u64,
+    /// Last modified, UTC milliseconds.
+    pub modified_millis: i64,
+}
+
+/// The lake's objects as the compactor reads and rewrites them: listing, reading, storing from
+/// a file, deleting, and a lease per partition.
+#[async_trait]
+pub trait LakeStore: ObjectPut {
+    /// Every object whose key starts with `prefix` (a folder ending in `/`), in any order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, PortError>;
+
+    /// The object as a file to read from (locally the file itself, on S3 a download into
+    /// [`Self::scratch_dir`], removed when closed); `None` when there is no such object.
+    async fn open(&self, key: &str) -> Result<Option<std::fs::File>, PortError>;
+
+    /// Stores the content of the file at `path` under `key` as [`ObjectPut::put`] does
+    /// (atomically, durably), streaming it; the file may be moved in the process.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), PortError>;
+
+    /// Deletes the objects; one already gone is no error.
+    async fn delete(&self, keys: &[String]) -> Result<(), PortError>;
+
+    /// A folder on this machine for temporary files (locally on the data folder's file system,
+    /// so that [`Self::put_file`] can rename; on Lambda, `/tmp`).
+    fn scratch_dir(&self) -> std::path::PathBuf;
+
+    /// Takes the lease `name` for `ttl`: `None` while a live holder has it. A holder that died
+    /// lets it go at once locally (the lock dies with its process) and after `ttl` on S3.
+    async fn lease(&self, name: &str, ttl: Duration) -> Result<Option<Box<dyn Lease>>, PortError>;
+}
+
+/// A lease held, with the journal its holder keeps under it.
+#[async_trait]
+pub trait Lease: Send + Sync {
+    /// The journal a holder that died or gave up left behind (empty: none).
+    fn left_behind(&self) -> Option<&[u8]>;
+
+    /// Records `journal` durably and renews the lease; `Err` if the lease was lost meanwhile
+    /// (the holder must then stop before deleting anything).
+    async fn record(&mut self, journal: &[u8]) -> Result<(), PortError>;
+
+    /// Ends the lease and its journal.
+    async fn release(self: Box<Self>) -> Result<(), PortError>;
+
+    /// Ends the lease but keeps its journal for the next holder (after a failure).
+    async fn abandon(self: Box<Self>) -> Result<(), PortError>;
+}

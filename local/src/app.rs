@@ -40,6 +40,17 @@ pub async fn run(
         let pipeline = pipeline.clone();
         async move { pipeline.run_writer(writer_rx).await }
     });
+    let env = |name: &str| std::env::var(name).ok();
+    let (stop_compactor, compactor_rx) = watch::channel(false);
+    let compactor = match crate::compaction::interval(env)? {
+        Some(interval) => Some(tokio::spawn(crate::compaction::run_periodically(
+            pipeline.clone(),
+            compact::Policy::from_lookup(env).map_err(anyhow::Error::msg)?,
+            interval,
+            compactor_rx,
+        ))),
+        None => None,
+    };
     let (stop_reporter, reporter_rx) = watch::channel(false);
     let reporter = tokio::spawn(report_metrics(
         pipeline.clone(),
@@ -48,10 +59,15 @@ pub async fn run(
     ));
     let served = server::run(listener, pipeline.clone(), config, shutdown).await;
     info!("stopped accepting; draining");
+    // A compaction under way finishes its job while the workers drain.
+    let _ = stop_compactor.send(true);
     let _ = stop_fanout.send(true);
     fanout.await.context("fanout worker")?;
     let _ = stop_writer.send(true);
     writer.await.context("writer worker")?;
+    if let Some(compactor) = compactor {
+        compactor.await.context("compactor")?;
+    }
     let _ = stop_reporter.send(true);
     reporter.await.context("metrics reporter")?;
     served.context("http server")?;
@@ -68,7 +84,7 @@ pub async fn run(
 }
 
 /// The variables the app reads itself (the README's configuration table is tested against it).
-pub const VARIABLES: &[&str] = &[METRICS_INTERVAL];
+pub const VARIABLES: &[&str] = &[METRICS_INTERVAL, crate::compaction::INTERVAL];
 const METRICS_INTERVAL: &str = "SPARKLAKE_METRICS_INTERVAL_SECS";
 
 /// `SPARKLAKE_METRICS_INTERVAL_SECS`, default 60.

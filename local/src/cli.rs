@@ -105,6 +105,19 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Rewrite each partition's many small objects as few large ones, each event identity
+    /// once (README, "Compaction"). The policy's settings are `SPARKLAKE_COMPACT_*`.
+    Compact {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Print what would be merged (partitions, objects, bytes, rows), change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Compact every partition with more than one small object, whatever the thresholds
+        /// (backfills, operators, tests).
+        #[arg(long)]
+        all: bool,
+    },
     /// Show queue depths, dead letters, quarantined bodies and rows per partition.
     Status {
         #[command(flatten)]
@@ -254,6 +267,31 @@ impl PipelineArgs {
                 );
             }
         }
+    }
+
+    /// The lake alone (the compactor's store), without the queues: the data folder, or the
+    /// bucket and prefix.
+    pub async fn lake(
+        &self,
+    ) -> anyhow::Result<std::sync::Arc<dyn sparklake_core::ports::LakeStore>> {
+        let settings = self.settings()?;
+        match self.backend.as_str() {
+            "local" => Ok(std::sync::Arc::new(
+                crate::store::FsStore::new(&self.data)
+                    .with_max_partition_value_bytes(settings.partition_value_max_bytes),
+            )),
+            "aws" => {
+                let aws = self.aws_settings(|name| std::env::var(name).ok())?;
+                let sdk = sparklake_aws::load_config().await;
+                Ok(std::sync::Arc::new(Adapters::new(&sdk, aws).store()?))
+            }
+            other => anyhow::bail!("--backend `{other}`: expected local or aws"),
+        }
+    }
+
+    /// How the lake is written (the compactor writes as the writer does).
+    pub fn output(&self) -> anyhow::Result<OutputSettings> {
+        Ok(self.settings()?.output)
     }
 
     /// Opens the pipeline on the chosen backend.

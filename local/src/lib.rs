@@ -20,6 +20,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod compaction;
 pub mod config;
 pub mod generate;
 pub mod http_client;

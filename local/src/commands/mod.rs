@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::cli::Command;
 
+pub mod compact;
 pub mod demo;
 pub mod import;
 pub mod redrive;
@@ -36,6 +37,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             crate::generate::run(events, batch_size, seed, &out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compact {
+            pipeline,
+            dry_run,
+            all,
+        } => compact::compact(&pipeline, dry_run, all).await,
         Command::Status { pipeline } => status::status(&pipeline.open().await?).await,
         Command::BenchWriter {
             data,

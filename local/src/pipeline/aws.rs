@@ -39,11 +39,13 @@ impl Pipeline {
             .archive()
             .filter(|_| settings.archive)
             .map(|a| Arc::new(a) as Arc<dyn ArchiveAppend>);
+        let store = Arc::new(aws.store()?);
         Ok(Self {
             ingest_queue: Arc::new(queue(aws.ingest_queue()?, INGEST_QUEUE)),
             events_queue: Arc::new(queue(aws.writer_queue()?, EVENTS_QUEUE)),
             routes,
-            store: Arc::new(aws.store()?),
+            store: store.clone(),
+            lake: store,
             archive,
             catalog: aws.catalog().map(|c| Arc::new(c) as Arc<dyn TypeCatalog>),
             poll_wait: poll_wait.min(Duration::from_secs(20)),

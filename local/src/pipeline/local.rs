@@ -34,15 +34,17 @@ impl Pipeline {
                 )
             })
             .collect();
+        let store = Arc::new(
+            FsStore::new(data)
+                .with_faults(queues.storage_faults())
+                .with_max_partition_value_bytes(settings.partition_value_max_bytes),
+        );
         Ok(Self {
             ingest_queue: Arc::new(ingest.clone()),
             events_queue: Arc::new(events.clone()),
             routes,
-            store: Arc::new(
-                FsStore::new(data)
-                    .with_faults(queues.storage_faults())
-                    .with_max_partition_value_bytes(settings.partition_value_max_bytes),
-            ),
+            store: store.clone(),
+            lake: store,
             archive: settings.archive.then(|| {
                 Arc::new(FsArchive::new(data).with_faults(queues.storage_faults()))
                     as Arc<dyn ArchiveAppend>

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ingest::{Ingest, IngestConfig};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{
-    ArchiveAppend, ObjectPut, PortError, QueueReceive, QueueSend, TypeCatalog,
+    ArchiveAppend, LakeStore, ObjectPut, PortError, QueueReceive, QueueSend, TypeCatalog,
 };
 
 use crate::config::Settings;
@@ -44,6 +44,8 @@ pub struct Pipeline {
     pub events_queue: Arc<dyn QueueReceive>,
     pub routes: Vec<(String, BTreeSet<String>, Arc<dyn QueueSend>)>,
     pub store: Arc<dyn ObjectPut>,
+    /// The same store as the compactor reads and rewrites it.
+    pub lake: Arc<dyn LakeStore>,
     pub archive: Option<Arc<dyn ArchiveAppend>>,
     /// The tables' catalog the writer keeps in step (aws, with `SPARKLAKE_GLUE_DATABASE`).
     pub catalog: Option<Arc<dyn TypeCatalog>>,

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 mod faults;
+mod lake;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 pub use faults::{StorageFaults, is_storage_fault};
@@ -278,7 +279,7 @@ pub fn remove_orphan_temp_files(root: &Path) -> usize {
 
 /// Creates `dir` and its missing ancestors, fsyncing the parent of each directory created so the
 /// new entries survive a power loss.
-fn create_dirs_durably(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -300,7 +301,7 @@ fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

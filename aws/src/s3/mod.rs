@@ -4,9 +4,25 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
 use sparklake_core::ports::{ObjectPut, PortError};
+
+/// A put-like request with the store's server-side encryption headers.
+macro_rules! encrypted {
+    ($request:expr, $encryption:expr) => {
+        match $encryption {
+            $crate::s3::Encryption::BucketDefault => $request,
+            $crate::s3::Encryption::S3 => $request
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256),
+            $crate::s3::Encryption::Kms(key) => $request
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key.clone()),
+        }
+    };
+}
+
+mod lake;
 
 /// Server-side encryption to request on every put.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,13 +112,7 @@ impl ObjectPut for S3Store {
             // S3 verifies the checksum and stores it: a corrupted upload is refused, not kept.
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(body));
-        request = match &self.encryption {
-            Encryption::BucketDefault => request,
-            Encryption::S3 => request.server_side_encryption(ServerSideEncryption::Aes256),
-            Encryption::Kms(key) => request
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(key.clone()),
-        };
+        request = encrypted!(request, &self.encryption);
         request
             .send()
             .await
