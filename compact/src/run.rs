@@ -148,11 +148,16 @@ impl Compactor<'_> {
         let mut report = Report::default();
         let partitions = self.partitions().await?;
         report.partitions_seen = partitions.len() as u64;
-        let due: Vec<PartitionPath> = partitions
-            .into_iter()
-            .filter(|(_, objects)| self.policy.plan(objects, now_millis, options.all).is_some())
-            .map(|(p, _)| p)
-            .collect();
+        // Partitions with something to merge, and those whose lease holds a journal a run that
+        // died or failed left behind (finished or undone even when nothing else is due there).
+        let mut due: std::collections::BTreeSet<PartitionPath> = self.left_behind().await?;
+        due.extend(
+            partitions
+                .into_iter()
+                .filter(|(_, objects)| self.policy.plan(objects, now_millis, options.all).is_some())
+                .map(|(p, _)| p),
+        );
+        let due: Vec<PartitionPath> = due.into_iter().collect();
         for (done, partition) in due.iter().enumerate() {
             if let Some(progress) = options.progress {
                 progress(done, due.len());
@@ -175,6 +180,31 @@ impl Compactor<'_> {
         report.seconds = started.elapsed().as_secs_f64();
         report.log();
         Ok(report)
+    }
+
+    /// Partitions whose lease state outlived its holder: a journal (`.journal` locally) or a
+    /// lease object (`.lease` on S3, deleted when released).
+    async fn left_behind(&self) -> Result<std::collections::BTreeSet<PartitionPath>, PortError> {
+        let prefix = format!("{STATE_PREFIX}/leases/");
+        let mut out = std::collections::BTreeSet::new();
+        for object in self.store.list(&prefix).await? {
+            let Some(name) = object.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some(folder) = name
+                .strip_suffix(".journal")
+                .or_else(|| name.strip_suffix(".lease"))
+            else {
+                continue;
+            };
+            if let Some(partition) = partition_of(&format!(
+                "{folder}/x.{}",
+                folder.split('/').next().unwrap_or_default()
+            )) {
+                out.insert(partition);
+            }
+        }
+        Ok(out)
     }
 
     /// Compacts one partition under its lease.

@@ -20,9 +20,15 @@ pub fn partitions(data: &Path) -> io::Result<BTreeMap<(String, String), Partitio
     let mut out: BTreeMap<(String, String), PartitionReport> = BTreeMap::new();
     for format in ["parquet", "csv"] {
         for (event_type, dt, file) in files_under(&data.join(format))? {
+            let opened = match File::open(&file) {
+                Ok(opened) => opened,
+                // Merged away by a compaction since the folder was listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             let report = out.entry((event_type, dt)).or_default();
             if format == "parquet" {
-                let reader = SerializedFileReader::new(File::open(&file)?).map_err(|e| {
+                let reader = SerializedFileReader::new(opened).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("{}: {e}", file.display()),
