@@ -84,9 +84,11 @@ impl Policy {
         })
     }
 
-    /// Whether an object is small enough to merge.
+    /// Whether an object is merged: one below the target size, or one the writer wrote (a
+    /// writer call large enough to reach the target may still hold rows other objects hold).
+    /// Only the compactor's own outputs at target size are settled, and left as they are.
     pub fn is_small(&self, object: &ObjectInfo) -> bool {
-        object.size < self.target_bytes
+        object.size < self.target_bytes || !is_compacted(&object.key)
     }
 
     /// The next job for a partition holding `objects`, at `now_millis`; `None` when there is

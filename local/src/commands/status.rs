@@ -1,5 +1,5 @@
-//! `sparklake status`: queue depths, dead letters, quarantine, the last metrics and the rows per
-//! partition.
+//! `sparklake status`: queue depths, dead letters, what waits for compaction, quarantine, the
+//! last metrics and the rows per partition.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,6 +25,7 @@ pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
             c.dead
         );
     }
+    print_compaction(pipeline).await?;
     if let Some(local) = &pipeline.local {
         let quarantined = walk_count(
             &local.data.join(ingest::handler::QUARANTINE_PREFIX),
@@ -35,6 +36,32 @@ pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
         print_partitions(&local.data)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Partitions and small objects waiting for compaction (due now, or not yet settled).
+async fn print_compaction(pipeline: &Pipeline) -> anyhow::Result<()> {
+    let policy = compact::Policy::from_lookup(|name| std::env::var(name).ok())
+        .map_err(anyhow::Error::msg)?;
+    let parquet = sparklake_core::encode::ParquetEncoder::default();
+    let compactor = compact::Compactor {
+        store: pipeline.lake.as_ref(),
+        parquet: &parquet,
+        policy,
+    };
+    let now = crate::pipeline::now_millis();
+    let (due, waiting) = (
+        compactor.plan(false, now).await?,
+        compactor.plan(true, now).await?,
+    );
+    let objects = |planned: &[compact::Planned]| planned.iter().map(|p| p.objects).sum::<usize>();
+    println!(
+        "waiting for compaction: {} partitions, {} objects ({} partitions, {} objects due now)",
+        waiting.len(),
+        objects(&waiting),
+        due.len(),
+        objects(&due)
+    );
+    Ok(())
 }
 
 /// The numbers the last `serve` on this folder recorded.

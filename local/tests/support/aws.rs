@@ -115,6 +115,18 @@ pub async fn queue_with_dlq(
     (queue.queue_url().unwrap().to_owned(), dlq_url)
 }
 
+/// Puts `body` under `key` as it is (no prefix).
+pub async fn put(aws: &Aws, bucket: &str, key: &str, body: impl Into<Bytes>) {
+    aws.s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
 pub async fn bucket(aws: &Aws, name: &str) {
     aws.s3.create_bucket().bucket(name).send().await.unwrap();
 }
