@@ -6,41 +6,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
 use compact::{Compactor, Policy, RunOptions};
 use sparklake_aws::s3::{Encryption, S3Store};
 use sparklake_core::encode::ParquetEncoder;
-use sparklake_core::message::{InboundMessage, attr};
 use support::aws::*;
-
-const DAY: i64 = 86_400_000;
-/// 2026-11-20T00:00:00Z.
-const START: i64 = 1_795_564_800_000;
-
-/// A writer message of `n` events of `event_type` from `first`: ids `<type>-<k>`, a minute
-/// apart, spread over two days.
-fn message(id: &str, event_type: &str, first: u64, n: u64) -> InboundMessage {
-    let events: Vec<String> = (first..first + n)
-        .map(|k| {
-            let t = (START + (k as i64 % 2) * DAY + k as i64 * 60_000) / 1000;
-            format!(
-                r#"{{"msys":{{"message_event":{{"type":"{event_type}","event_id":"{event_type}-{k}","timestamp":"{t}","rcpt_to":"r{k}@example.com","campaign_id":"c{}","raw_reason":"{}"}}}}}}"#,
-                k % 3,
-                "x".repeat(200)
-            )
-        })
-        .collect();
-    let mut attributes = BTreeMap::new();
-    attributes.insert(attr::RECEIVED_AT.to_owned(), (START + 2 * DAY).to_string());
-    InboundMessage {
-        id: id.to_owned(),
-        body: Bytes::from(format!("[{}]", events.join(","))),
-        attributes,
-        receive_count: 1,
-    }
-}
+use support::events::message;
 
 /// Writes `calls` writer calls of two types, each call overlapping the one before by half.
 async fn write(store: &S3Store, round: &str, calls: u64) {
