@@ -12,43 +12,20 @@ use sparklake_core::ports::ObjectInfo;
 pub struct PartitionPath {
     /// `parquet/event_type=delivery/dt=2026-12-01`, without a trailing `/`.
     pub folder: String,
-    pub format: FormatName,
-}
-
-/// [`Format`] made orderable (partitions are handled in a stable order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FormatName {
-    Csv,
-    Parquet,
-}
-
-impl FormatName {
-    pub fn format(self) -> Format {
-        match self {
-            Self::Csv => Format::Csv,
-            Self::Parquet => Format::Parquet,
-        }
-    }
-
-    pub fn of(format: Format) -> Self {
-        match format {
-            Format::Csv => Self::Csv,
-            Format::Parquet => Self::Parquet,
-        }
-    }
+    pub format: Format,
 }
 
 impl PartitionPath {
     /// The key of an object named `name` (without extension) in this partition.
     pub fn key(&self, name: &str) -> String {
-        format!("{}/{name}.{}", self.folder, self.format.format().name())
+        format!("{}/{name}.{}", self.folder, self.format.name())
     }
 
     /// The object's name without folder and extension, if `key` is an object of this partition.
     pub fn name_of<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.folder.as_str())?
             .strip_prefix('/')?
-            .strip_suffix(self.format.format().name())?
+            .strip_suffix(self.format.name())?
             .strip_suffix('.')
     }
 }
@@ -63,8 +40,21 @@ impl std::fmt::Display for PartitionPath {
 /// `<format>/event_type=<v>/dt=<YYYY-MM-DD>/<name>.<format>` with a non-empty name that does
 /// not start with `.` (temporary files) or `_` (what Hive and Athena skip).
 pub fn partition_of(key: &str) -> Option<PartitionPath> {
-    let mut parts = key.split('/');
-    let (top, event_type, dt, file) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (folder, file) = key.rsplit_once('/')?;
+    let partition = partition_of_folder(folder)?;
+    let name = file
+        .strip_suffix(partition.format.name())?
+        .strip_suffix('.')?;
+    if name.is_empty() || name.starts_with('.') || name.starts_with('_') {
+        return None;
+    }
+    Some(partition)
+}
+
+/// The partition a folder `<format>/event_type=<v>/dt=<YYYY-MM-DD>` is, if it is one.
+pub fn partition_of_folder(folder: &str) -> Option<PartitionPath> {
+    let mut parts = folder.split('/');
+    let (top, event_type, dt) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
@@ -74,13 +64,9 @@ pub fn partition_of(key: &str) -> Option<PartitionPath> {
     if value.is_empty() || chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
         return None;
     }
-    let name = file.strip_suffix(format.name())?.strip_suffix('.')?;
-    if name.is_empty() || name.starts_with('.') || name.starts_with('_') {
-        return None;
-    }
     Some(PartitionPath {
-        folder: format!("{top}/{event_type}/{dt}"),
-        format: FormatName::of(format),
+        folder: folder.to_owned(),
+        format,
     })
 }
 
@@ -107,7 +93,7 @@ mod tests {
     fn only_lake_objects_have_a_partition() {
         let p = partition_of("parquet/event_type=delivery/dt=2026-12-01/abc.parquet").unwrap();
         assert_eq!(p.folder, "parquet/event_type=delivery/dt=2026-12-01");
-        assert_eq!(p.format, FormatName::Parquet);
+        assert_eq!(p.format, Format::Parquet);
         assert_eq!(
             p.key("c-1"),
             "parquet/event_type=delivery/dt=2026-12-01/c-1.parquet"
@@ -121,7 +107,7 @@ mod tests {
             None
         );
         let c = partition_of("csv/event_type=odd%2Ftype/dt=2026-01-31/x.csv").unwrap();
-        assert_eq!(c.format, FormatName::Csv);
+        assert_eq!(c.format, Format::Csv);
         for key in [
             "parquet/event_type=delivery/dt=2026-12-01/abc.csv",
             "parquet/event_type=delivery/dt=2026-12-01/.abc.parquet.1.2.tmp",
@@ -155,7 +141,7 @@ mod tests {
         assert_eq!(groups.len(), 2);
         let parquet: Vec<&str> = groups
             .iter()
-            .find(|(p, _)| p.format == FormatName::Parquet)
+            .find(|(p, _)| p.format == Format::Parquet)
             .unwrap()
             .1
             .iter()

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sparklake_core::encode::{CsvStream, EncodeError, ParquetEncoder, ParquetStream};
 use sparklake_core::event::Event;
@@ -56,18 +56,17 @@ pub struct Outputs<'a> {
     pub format: Format,
     pub parquet: &'a ParquetEncoder,
     pub target_bytes: u64,
-    /// The temporary file of output `n`: `(object, identities)`.
-    pub paths: &'a dyn Fn(usize) -> (PathBuf, PathBuf),
+    /// The folder outputs are written in (`<n>.out`, and `<n>.ids` for their identities).
+    pub scratch: &'a Path,
 }
 
 /// Merges `inputs` into outputs, skipping every identity already in `seen` (the partition's
 /// objects at target size) and every one seen before in the merge, keeping the first.
 pub fn merge(
-    inputs: Vec<Rows>,
+    mut inputs: Vec<Rows>,
     seen: &mut HashSet<u128>,
     outputs: &Outputs<'_>,
 ) -> Result<Merged, MergeError> {
-    let mut inputs = inputs;
     let mut heads: Vec<Option<StoredRow>> = Vec::with_capacity(inputs.len());
     let mut heap = BinaryHeap::new();
     for (i, rows) in inputs.iter_mut().enumerate() {
@@ -123,13 +122,17 @@ fn write_chunk(
     let open = match sink {
         Some(open) => open,
         None => {
-            let (path, identities) = (outputs.paths)(merged.outputs.len());
+            let n = merged.outputs.len();
+            let (path, identities) = (
+                outputs.scratch.join(format!("{n}.out")),
+                outputs.scratch.join(format!("{n}.ids")),
+            );
             sink.insert(Sink::create(outputs, path, identities)?)
         }
     };
     open.write(buffer)?;
     buffer.clear();
-    if open.bytes() >= outputs.target_bytes
+    if open.bytes()? >= outputs.target_bytes
         && let Some(full) = sink.take()
     {
         merged.outputs.push(full.finish()?);
@@ -217,24 +220,23 @@ impl Sink {
     }
 
     /// Bytes in the output so far.
-    fn bytes(&mut self) -> u64 {
-        match &mut self.encoder {
+    fn bytes(&mut self) -> Result<u64, MergeError> {
+        Ok(match &mut self.encoder {
             Encoder::Parquet(p) => p.bytes_written() as u64,
-            Encoder::Csv(c) => c.bytes_written(|w| w.bytes),
-        }
+            Encoder::Csv(c) => c.flushed()?.bytes,
+        })
     }
 
-    /// Completes the output: footer written, everything flushed and fsynced.
+    /// Completes the output: footer written, everything flushed (storing it makes it durable:
+    /// locally `put_file` fsyncs before its rename; S3 needs no local fsync).
     fn finish(self) -> Result<Output, MergeError> {
         let file = match self.encoder {
             Encoder::Parquet(p) => p.finish()?,
             Encoder::Csv(c) => c.finish()?.inner,
         };
         let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
         let bytes = file.metadata()?.len();
-        let identities = self.identities.into_inner().map_err(|e| e.into_error())?;
-        identities.sync_all()?;
+        self.identities.into_inner().map_err(|e| e.into_error())?;
         Ok(Output {
             path: self.path,
             identities: self.identities_path,

@@ -87,35 +87,35 @@ impl Policy {
     /// Whether an object is merged: one below the target size, or one the writer wrote (a
     /// writer call large enough to reach the target may still hold rows other objects hold).
     /// Only the compactor's own outputs at target size are settled, and left as they are.
-    pub fn is_small(&self, object: &ObjectInfo) -> bool {
+    pub fn is_pending(&self, object: &ObjectInfo) -> bool {
         object.size < self.target_bytes || !is_compacted(&object.key)
     }
 
     /// The next job for a partition holding `objects`, at `now_millis`; `None` when there is
     /// nothing to do. With `all`, the thresholds (count, settle time) do not apply.
     pub fn plan(&self, objects: &[ObjectInfo], now_millis: i64, all: bool) -> Option<Job> {
-        let (mut small, settled): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) =
-            objects.iter().partition(|o| self.is_small(o));
-        let fresh = small.iter().any(|o| !is_compacted(&o.key));
+        let (mut pending, settled): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) =
+            objects.iter().partition(|o| self.is_pending(o));
+        let fresh = pending.iter().any(|o| !is_compacted(&o.key));
         // One small object is only worth rewriting when it was never checked against the
         // partition's large objects (a late event, a retry of one compacted last week).
-        let worth = small.len() >= 2 || (fresh && !settled.is_empty());
+        let worth = pending.len() >= 2 || (fresh && !settled.is_empty());
         if !worth {
             return None;
         }
         let settle_millis = i64::try_from(self.settle.as_millis()).unwrap_or(i64::MAX);
         let due = all
-            || small.len() >= self.min_objects
-            || small
+            || pending.len() >= self.min_objects
+            || pending
                 .iter()
                 .any(|o| now_millis.saturating_sub(o.modified_millis) >= settle_millis);
         if !due {
             return None;
         }
-        small.sort_by(|a, b| (a.modified_millis, &a.key).cmp(&(b.modified_millis, &b.key)));
+        pending.sort_by(|a, b| (a.modified_millis, &a.key).cmp(&(b.modified_millis, &b.key)));
         let mut inputs: Vec<ObjectInfo> = Vec::new();
         let mut bytes = 0u64;
-        for object in small {
+        for object in pending {
             let over =
                 inputs.len() >= 2 && bytes.saturating_add(object.size) > self.max_input_bytes;
             if inputs.len() >= self.max_inputs || over {

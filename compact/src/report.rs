@@ -55,7 +55,7 @@ pub const EMF_METRICS: &[(&str, &str)] = &[
 ];
 
 impl Report {
-    pub(crate) fn add_job(&mut self, job: &Job, merged: &Merged, _seconds: f64) {
+    pub(crate) fn add_job(&mut self, job: &Job, merged: &Merged) {
         self.jobs += 1;
         self.objects_in += job.inputs.len() as u64;
         self.bytes_in += job.input_bytes();
@@ -146,7 +146,5 @@ pub struct Planned {
     pub bytes: u64,
     /// Their rows, once counted.
     pub rows: Option<u64>,
-    /// Objects at target size whose identities the job reads.
-    pub settled: usize,
     pub inputs: Vec<ObjectInfo>,
 }

@@ -3,8 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -13,11 +12,12 @@ use sparklake_core::partition::Format;
 use sparklake_core::ports::{LakeStore, Lease, ObjectInfo, PortError};
 use tracing::{error, info, warn};
 
+use crate::identities::{self, sidecar_key};
 use crate::journal::Journal;
-use crate::listing::{PartitionPath, by_partition, partition_of};
+use crate::listing::{PartitionPath, partition_of, partition_of_folder};
 use crate::merge::{MergeError, Merged, Outputs, merge};
 use crate::policy::{Job, Policy};
-use crate::report::{Planned, Report};
+use crate::report::Report;
 use crate::rows::{self, ReadError};
 use crate::scratch::ScratchDir;
 
@@ -35,8 +35,8 @@ pub enum CompactError {
     Port(#[from] PortError),
     #[error(transparent)]
     Merge(#[from] MergeError),
-    #[error("reading identities of {key}: {source}")]
-    Identities { key: String, source: ReadError },
+    #[error("reading {key}: {source}")]
+    Read { key: String, source: ReadError },
     #[error("scratch space: {0}")]
     Scratch(std::io::Error),
     #[error("the merge thread failed: {0}")]
@@ -74,68 +74,7 @@ pub fn lease_name(partition: &PartitionPath) -> String {
     format!("{STATE_PREFIX}/leases/{}", partition.folder)
 }
 
-/// The identity sidecar of an object the compactor wrote at target size.
-pub fn sidecar_key(key: &str) -> String {
-    format!("{STATE_PREFIX}/identities/{key}.ids")
-}
-
 impl Compactor<'_> {
-    /// Every lake object of both formats, by partition.
-    pub async fn partitions(
-        &self,
-    ) -> Result<std::collections::BTreeMap<PartitionPath, Vec<ObjectInfo>>, PortError> {
-        let mut objects = Vec::new();
-        for format in Format::ALL {
-            objects.extend(self.store.list(&format!("{}/", format.name())).await?);
-        }
-        Ok(by_partition(objects))
-    }
-
-    /// What a run would merge now, without merging: each due partition and its small objects.
-    pub async fn plan(&self, all: bool, now_millis: i64) -> Result<Vec<Planned>, PortError> {
-        let mut planned = Vec::new();
-        for (partition, objects) in self.partitions().await? {
-            if let Some(job) = self.policy.plan(&objects, now_millis, all) {
-                // Every small object: what the run merges, in one job or more.
-                let inputs: Vec<ObjectInfo> = objects
-                    .iter()
-                    .filter(|o| self.policy.is_small(o))
-                    .cloned()
-                    .collect();
-                planned.push(Planned {
-                    partition,
-                    objects: inputs.len(),
-                    bytes: inputs.iter().map(|o| o.size).sum(),
-                    rows: None,
-                    settled: job.settled.len(),
-                    inputs,
-                });
-            }
-        }
-        Ok(planned)
-    }
-
-    /// The rows of each planned job's inputs (reads every input: for `--dry-run`).
-    pub async fn count_rows(&self, planned: &mut [Planned]) -> Result<(), CompactError> {
-        for plan in planned {
-            let mut rows = 0u64;
-            for input in &plan.inputs {
-                if let Some(file) = self.store.open(&input.key).await? {
-                    let format = plan.partition.format.format();
-                    rows +=
-                        blocking(move || count_rows(file, format))
-                            .await?
-                            .map_err(|source| CompactError::Identities {
-                                key: input.key.clone(),
-                                source,
-                            })?;
-                }
-            }
-            plan.rows = Some(rows);
-        }
-        Ok(())
-    }
-
     /// Compacts every due partition (one job after another until the partition has nothing
     /// left to merge), stopping at the deadline. A partition that fails is logged, counted and
     /// left as it was (or as far as its journal says: the next run finishes it).
@@ -197,10 +136,7 @@ impl Compactor<'_> {
             else {
                 continue;
             };
-            if let Some(partition) = partition_of(&format!(
-                "{folder}/x.{}",
-                folder.split('/').next().unwrap_or_default()
-            )) {
+            if let Some(partition) = partition_of_folder(folder) {
                 out.insert(partition);
             }
         }
@@ -334,14 +270,13 @@ impl Compactor<'_> {
         lease: &mut dyn Lease,
         report: &mut Report,
     ) -> Result<(), CompactError> {
-        let started = Instant::now();
         let prefix = outputs_prefix(&job.inputs);
         let inputs: Vec<String> = job.inputs.iter().map(|o| o.key.clone()).collect();
         let journal = Journal::writing(inputs.clone(), prefix.clone());
         lease.record(&journal.to_bytes()).await?;
         let mut seen = HashSet::new();
         for settled in &job.settled {
-            self.identities(partition, settled, &mut seen).await?;
+            identities::read(self.store, partition.format, settled, &mut seen).await?;
         }
         let mut files = Vec::with_capacity(job.inputs.len());
         for input in &job.inputs {
@@ -358,7 +293,7 @@ impl Compactor<'_> {
             ScratchDir::create(&self.store.scratch_dir()).map_err(CompactError::Scratch)?;
         let merged = self.merge(partition, files, seen, scratch.path()).await?;
         let mut outputs = Vec::with_capacity(merged.outputs.len());
-        let content_type = partition.format.format().content_type();
+        let content_type = partition.format.content_type();
         for (n, output) in merged.outputs.iter().enumerate() {
             let key = partition.key(&format!("{prefix}-{n}"));
             if output.bytes >= self.policy.target_bytes {
@@ -380,7 +315,7 @@ impl Compactor<'_> {
             .await?;
         self.delete_with_sidecars(&inputs).await?;
         lease.record(b"").await?;
-        report.add_job(job, &merged, started.elapsed().as_secs_f64());
+        report.add_job(job, &merged);
         info!(
             partition = %partition,
             objects_in = job.inputs.len(),
@@ -400,7 +335,7 @@ impl Compactor<'_> {
         mut seen: HashSet<u128>,
         scratch: &Path,
     ) -> Result<Merged, CompactError> {
-        let format = partition.format.format();
+        let format = partition.format;
         let parquet = self.parquet.clone();
         let target_bytes = self.policy.target_bytes;
         let scratch = scratch.to_path_buf();
@@ -412,59 +347,16 @@ impl Compactor<'_> {
                     Format::Csv => rows::csv_rows(file),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let paths = |n: usize| -> (PathBuf, PathBuf) {
-                (
-                    scratch.join(format!("{n}.out")),
-                    scratch.join(format!("{n}.ids")),
-                )
-            };
             let outputs = Outputs {
                 format,
                 parquet: &parquet,
                 target_bytes,
-                paths: &paths,
+                scratch: &scratch,
             };
             merge(inputs, &mut seen, &outputs)
         })
         .await?
         .map_err(CompactError::from)
-    }
-
-    /// Adds the identities of a settled object to `seen`: from its sidecar when it has one,
-    /// else from its identity columns.
-    async fn identities(
-        &self,
-        partition: &PartitionPath,
-        object: &ObjectInfo,
-        seen: &mut HashSet<u128>,
-    ) -> Result<(), CompactError> {
-        if let Some(file) = self.store.open(&sidecar_key(&object.key)).await? {
-            let ids = blocking(move || read_sidecar(file)).await?;
-            if let Some(ids) = ids {
-                seen.extend(ids);
-                return Ok(());
-            }
-        }
-        let Some(file) = self.store.open(&object.key).await? else {
-            return Ok(());
-        };
-        let format = partition.format.format();
-        let ids = blocking(move || {
-            let mut ids = Vec::new();
-            let mut push = |id| ids.push(id);
-            match format {
-                Format::Parquet => rows::parquet_identities(file, &mut push),
-                Format::Csv => rows::csv_identities(file, &mut push),
-            }
-            .map(|_| ids)
-        })
-        .await?
-        .map_err(|source| CompactError::Identities {
-            key: object.key.clone(),
-            source,
-        })?;
-        seen.extend(ids);
-        Ok(())
     }
 }
 
@@ -486,34 +378,8 @@ pub fn outputs_prefix(inputs: &[ObjectInfo]) -> String {
     )
 }
 
-/// A sidecar's identities; `None` if it is not a whole number of them (then the object is read).
-fn read_sidecar(mut file: File) -> Option<Vec<u128>> {
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    if bytes.len() % 16 != 0 {
-        return None;
-    }
-    Some(
-        bytes
-            .chunks_exact(16)
-            .map(|c| u128::from_be_bytes(c.try_into().unwrap_or([0; 16])))
-            .collect(),
-    )
-}
-
-fn count_rows(file: File, format: Format) -> Result<u64, ReadError> {
-    match format {
-        Format::Parquet => {
-            let metadata =
-                parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&file)?;
-            Ok(metadata.file_metadata().num_rows().max(0) as u64)
-        }
-        Format::Csv => rows::csv_identities(file, &mut |_| {}),
-    }
-}
-
 /// Runs CPU-bound or blocking file work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, CompactError> {
     tokio::task::spawn_blocking(work)

@@ -489,10 +489,10 @@ impl<W: std::io::Write> CsvStream<W> {
         Ok(())
     }
 
-    /// What `count` reads off the output once everything written so far has reached it.
-    pub fn bytes_written(&mut self, count: impl Fn(&W) -> u64) -> u64 {
-        let _ = self.writer.flush();
-        count(self.writer.get_ref())
+    /// The output, once everything written so far has reached it.
+    pub fn flushed(&mut self) -> Result<&W, EncodeError> {
+        self.writer.flush().map_err(csv::Error::from)?;
+        Ok(self.writer.get_ref())
     }
 
     pub fn finish(self) -> Result<W, EncodeError> {

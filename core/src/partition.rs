@@ -15,7 +15,7 @@ pub struct Partition<'a> {
 }
 
 /// An output format and where its objects go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     Parquet,
     Csv,

@@ -23,6 +23,7 @@ macro_rules! encrypted {
 }
 
 mod lake;
+mod lease;
 
 /// Server-side encryption to request on every put.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -38,7 +38,7 @@ pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Partitions and small objects waiting for compaction (due now, or not yet settled).
+/// Partitions and objects waiting for compaction (due now, or not yet settled), from one listing.
 async fn print_compaction(pipeline: &Pipeline) -> anyhow::Result<()> {
     let policy = compact::Policy::from_lookup(|name| std::env::var(name).ok())
         .map_err(anyhow::Error::msg)?;
@@ -48,18 +48,10 @@ async fn print_compaction(pipeline: &Pipeline) -> anyhow::Result<()> {
         parquet: &parquet,
         policy,
     };
-    let now = crate::pipeline::now_millis();
-    let (due, waiting) = (
-        compactor.plan(false, now).await?,
-        compactor.plan(true, now).await?,
-    );
-    let objects = |planned: &[compact::Planned]| planned.iter().map(|p| p.objects).sum::<usize>();
+    let w = compactor.waiting(crate::pipeline::now_millis()).await?;
     println!(
         "waiting for compaction: {} partitions, {} objects ({} partitions, {} objects due now)",
-        waiting.len(),
-        objects(&waiting),
-        due.len(),
-        objects(&due)
+        w.partitions, w.objects, w.due_partitions, w.due_objects
     );
     Ok(())
 }
