@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three Lambda functions (ingest, fanout, writer) as `bootstrap` zips for the
+# Builds the four Lambda functions (ingest, fanout, writer, compact) as `bootstrap` zips for the
 # provided.al2023 runtime, with cargo-lambda.
 #
 #   scripts/build-lambda.sh [--arch arm64|x86_64] [--compiler zig|cargo] [--out DIR]
@@ -16,7 +16,7 @@
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 
-BINS=(ingest fanout writer)
+BINS=(ingest fanout writer compact)
 CARGO_LAMBDA_VERSION="${SPARKLAKE_CARGO_LAMBDA_VERSION:-1.9.2}"
 
 die() { echo "build-lambda: error: $*" >&2; exit 1; }

@@ -52,6 +52,7 @@ pub const EMF_METRICS: &[(&str, &str)] = &[
     ("CompactionFailures", "Count"),
     ("CompactionSeconds", "Seconds"),
     ("PartitionsWaiting", "Count"),
+    ("RunsOutOfTime", "Count"),
 ];
 
 impl Report {
@@ -108,6 +109,7 @@ impl Report {
             "CompactionFailures": self.failed,
             "CompactionSeconds": self.seconds,
             "PartitionsWaiting": waiting,
+            "RunsOutOfTime": u64::from(self.out_of_time),
         })
         .to_string()
     }
@@ -147,4 +149,29 @@ pub struct Planned {
     /// Their rows, once counted.
     pub rows: Option<u64>,
     pub inputs: Vec<ObjectInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_emf_metric_is_a_number_in_the_line() {
+        let report = Report {
+            duplicates: 3,
+            out_of_time: true,
+            ..Report::default()
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&report.to_emf("Sparklake", "compact", 7, 1)).unwrap();
+        let declared = &line["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        assert_eq!(declared.as_array().unwrap().len(), EMF_METRICS.len());
+        for (name, _) in EMF_METRICS {
+            assert!(line[name].is_number(), "{name} missing from {line}");
+        }
+        assert_eq!(line["Function"], "compact");
+        assert_eq!(line["DuplicatesRemoved"], 3);
+        assert_eq!(line["PartitionsWaiting"], 7);
+        assert_eq!(line["RunsOutOfTime"], 1);
+    }
 }

@@ -139,7 +139,9 @@ def schema():
 
 
 @pytest.mark.parametrize(
-    "function,binary,timeout", [("IngestFunction", "ingest", 10), ("FanoutFunction", "fanout", 30), ("WriterFunction", "writer", 120)]
+    "function,binary,timeout",
+    [("IngestFunction", "ingest", 10), ("FanoutFunction", "fanout", 30), ("WriterFunction", "writer", 120),
+     ("CompactFunction", "compact", 900)],
 )
 def test_functions_are_arm64_al2023_cargo_lambda_builds(template, resources, function, binary, timeout):
     glob = template.get("Globals", {}).get("Function", {})
@@ -366,7 +368,7 @@ def test_no_wildcard_resource_or_action_in_function_policies(resources):
         assert "NotResource" not in s and "NotAction" not in s, where
 
 
-@pytest.mark.parametrize("function", ["IngestFunction", "FanoutFunction", "WriterFunction"])
+@pytest.mark.parametrize("function", ["IngestFunction", "FanoutFunction", "WriterFunction", "CompactFunction"])
 def test_functions_use_explicit_roles_without_managed_policies(resources, function):
     p = props(resources, function)
     role = role_of(resources, function)
@@ -417,6 +419,60 @@ def test_writer_permissions(resources):
     assert {a for a in actions if a.startswith("glue:")} == {"glue:GetTable", "glue:UpdateTable"}
 
 
+LAKE_PREFIXES = ("parquet", "csv", "_compaction")
+
+
+def test_compact_permissions_are_the_lake_prefixes_only(resources):
+    s = role_statements(resources, role_of(resources, "CompactFunction"))
+    lake = sorted(json.dumps({"Fn::Sub": f"${{DataBucket.Arn}}/{p}/*"}) for p in LAKE_PREFIXES)
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        assert sorted(json.dumps(r) for r in grants(s, action)) == lake, action
+    # Listing: the bucket, only under the lake's prefixes.
+    (listing,) = [st for st in s if "s3:ListBucket" in as_list(st["Action"])]
+    assert listing["Resource"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == sorted(f"{p}/*" for p in LAKE_PREFIXES)
+    assert grants(s, "sqs:SendMessage") == [{"Fn::GetAtt": ["CompactFailureQueue", "Arn"]}]
+    assert grants(s, "kms:GenerateDataKey") == [{"Ref": "KmsKeyArn"}]
+    actions = {a for st in s for a in as_list(st["Action"])}
+    assert actions == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "s3:ListBucket", "s3:GetObject", "s3:PutObject",
+        "s3:DeleteObject", "s3:AbortMultipartUpload", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt",
+    }
+    # Nothing else may delete lake objects.
+    for function in ("IngestFunction", "FanoutFunction", "WriterFunction"):
+        assert not grants(role_statements(resources, role_of(resources, function)), "s3:DeleteObject"), function
+
+
+def test_compact_runs_on_a_schedule_within_the_lambda_limit(template, resources):
+    p = props(resources, "CompactFunction")
+    (event,) = p["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Ref": "CompactSchedule"}
+    param = template["Parameters"]["CompactSchedule"]
+    assert re.fullmatch(param["AllowedPattern"], param["Default"])
+    assert not re.fullmatch(param["AllowedPattern"], "every 5 minutes")
+    # A failed run is not retried by Lambda (the next scheduled run is); its event is kept.
+    invoke = p["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 0
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS", "Destination": {"Fn::GetAtt": ["CompactFailureQueue", "Arn"]}
+    }
+    assert props(resources, "CompactFailureQueue")["MessageRetentionPeriod"] == 1209600
+    # Scratch for a job's inputs (1 GiB beyond two target-size objects) and as much output.
+    assert p["EphemeralStorage"]["Size"] >= 4096
+    env = p["Environment"]["Variables"]
+    # A live lease holder is never overtaken: the lease outlasts the longest invocation.
+    assert int(env["SPARKLAKE_COMPACT_LEASE_SECS"]) > p["Timeout"]
+    assert env["SPARKLAKE_COMPACT_TARGET_BYTES"] == {"Ref": "CompactTargetBytes"}
+    assert env["SPARKLAKE_COMPACT_MIN_OBJECTS"] == {"Ref": "CompactMinObjects"}
+    assert env["SPARKLAKE_COMPACT_SETTLE_SECS"] == {"Ref": "CompactSettleSeconds"}
+    # The template's defaults are the compactor's (README configuration table).
+    readme = (ROOT / "README.md").read_text()
+    for name, param in (("TARGET_BYTES", "CompactTargetBytes"), ("MIN_OBJECTS", "CompactMinObjects"),
+                        ("SETTLE_SECS", "CompactSettleSeconds")):
+        assert f"| `SPARKLAKE_COMPACT_{name}` | | `{template['Parameters'][param]['Default']}`" in readme, name
+
+
 def test_raw_archive_role_reaches_only_raw_prefixes(resources):
     s = role_statements(resources, "RawArchiveRole")
     assert sorted(json.dumps(r) for r in grants(s, "s3:PutObject")) == sorted(
@@ -464,7 +520,12 @@ def test_function_environments(resources):
     assert writer["SPARKLAKE_TIMESTAMP_FLOOR"] == {"Ref": "ProjectionStartDate"}
     assert writer["SPARKLAKE_GLUE_DATABASE"] == {"Ref": "GlueDatabase"}
     assert writer["SPARKLAKE_GLUE_TABLES"] == {"Fn::Sub": "${EventsTable},${EventsCsvTable}"}
-    for env in (ingest, writer):
+    compact = props(resources, "CompactFunction")["Environment"]["Variables"]
+    assert compact["SPARKLAKE_BUCKET"] == {"Ref": "DataBucket"}
+    assert compact["SPARKLAKE_PREFIX"] == writer["SPARKLAKE_PREFIX"]
+    # Compacted Parquet stores timestamps as the writer's does.
+    assert compact["SPARKLAKE_PARQUET_TIMESTAMP"] == writer["SPARKLAKE_PARQUET_TIMESTAMP"]
+    for env in (ingest, writer, compact):
         assert env["SPARKLAKE_S3_SSE"] == {"Fn::If": ["HasKms", "aws:kms", {"Ref": "AWS::NoValue"}]}
         assert env["SPARKLAKE_S3_KMS_KEY_ID"] == {"Fn::If": ["HasKms", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 
@@ -531,8 +592,18 @@ def test_alarms_watch_dlqs_errors_and_queue_age(resources):
         assert a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold"
     for queue in ("IngestQueue", "WriterQueue"):
         assert watching("ApproximateAgeOfOldestMessage", QueueName={"Fn::GetAtt": [queue, "QueueName"]})
-    for function in ("IngestFunction", "WriterFunction"):
+    for function in ("IngestFunction", "WriterFunction", "CompactFunction"):
         assert watching("Errors", FunctionName={"Ref": function})
+    assert watching("ApproximateNumberOfMessagesVisible", QueueName={"Fn::GetAtt": ["CompactFailureQueue", "QueueName"]})
+    # The compactor's EMF metrics, by the names and dimension the compact function emits.
+    report = (ROOT / "compact/src/report.rs").read_text()
+    emitted = set(re.findall(r'\("(\w+)", "(?:Count|Bytes|Seconds)"\)', report))
+    assert {"CompactionFailures", "RunsOutOfTime", "PartitionsWaiting", "DuplicatesRemoved"} <= emitted
+    for metric in ("CompactionFailures", "RunsOutOfTime"):
+        (a,) = watching(metric, Function="compact")
+        assert a["Namespace"] == "Sparklake"
+    (behind,) = watching("RunsOutOfTime", Function="compact")
+    assert behind["Statistic"] == "Minimum" and behind["EvaluationPeriods"] >= 3
     assert watching("HTTPCode_Target_5XX_Count", TargetGroup={"Fn::GetAtt": ["IngestTargetGroup", "TargetGroupFullName"]})
     # Rows the tables cannot see: the writer's EMF metric (namespace and dimension as it emits).
     (unprojected,) = watching("UnprojectedTypes", Function="writer")
@@ -546,6 +617,7 @@ def test_outputs(template):
     outputs = template["Outputs"]
     for name in (
         "WebhookUrl", "BucketName", "IngestQueueUrl", "WriterQueueUrl", "IngestDLQUrl", "WriterDLQUrl",
+        "CompactFailureQueueUrl",
         "GlueDatabase", "EventsTable", "EventsCsvTable", "WorkGroup",
     ):
         assert name in outputs, name
@@ -578,7 +650,17 @@ def test_sam_transform_adds_no_permissions_of_its_own(template, monkeypatch):
     for m in mappings.values():
         assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     roles = {k for k, v in out.items() if v["Type"] == "AWS::IAM::Role"}
-    assert roles == {"IngestRole", "FanoutRole", "WriterRole", "RawArchiveRole"}, "SAM generated a role"
+    assert roles == {"IngestRole", "FanoutRole", "WriterRole", "CompactRole", "RawArchiveRole"}, "SAM generated a role"
+    # The schedule: one EventBridge rule invoking the compact function, allowed from that rule only.
+    (rule,) = [v["Properties"] for v in out.values() if v["Type"] == "AWS::Events::Rule"]
+    assert rule["ScheduleExpression"] == {"Ref": "CompactSchedule"}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["CompactFunction", "Arn"]}]
+    (allowed,) = [v["Properties"] for v in out.values()
+                  if v["Type"] == "AWS::Lambda::Permission" and v["Properties"]["Principal"] == "events.amazonaws.com"]
+    assert allowed["FunctionName"] == {"Ref": "CompactFunction"}
+    assert "Fn::GetAtt" in allowed["SourceArn"]
+    (invoke,) = [v["Properties"] for v in out.values() if v["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 0
     assert not function_policy_statements(out) == [] and all(
         r != "*" for _, s in function_policy_statements(out) for r in as_list(s["Resource"])
     )
