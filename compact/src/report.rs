@@ -152,6 +152,7 @@ pub struct Planned {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
