@@ -104,6 +104,12 @@ pub enum Command {
         /// Seed: the same seed, count and batch size give byte-identical files.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Days the timestamps spread over (ending 2026-01-01).
+        #[arg(long, default_value_t = crate::generate::DEFAULT_DAYS)]
+        days: u32,
+        /// Only these event types (comma-separated), in their usual proportions; default all.
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
     },
     /// Rewrite each partition's many small objects as few large ones, each event identity
     /// once (README, "Compaction"). The policy's settings are `SPARKLAKE_COMPACT_*`.

@@ -33,8 +33,11 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             batch_size,
             out,
             seed,
+            days,
+            types,
         } => {
-            crate::generate::run(events, batch_size, seed, &out)?;
+            let generator = crate::generate::Generator::shaped(seed, events, days, &types)?;
+            crate::generate::run(generator, events, batch_size, &out)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact {

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 /// The end of the generated window: 2026-01-01T00:00:00Z (fixed, so output is reproducible).
 const WINDOW_END: i64 = 1_767_225_600;
-/// The window's length: 30 days.
-const WINDOW_SECS: i64 = 30 * 86_400;
+/// The window's length by default: 30 days.
+pub const DEFAULT_DAYS: u32 = 30;
 
 /// Event types, their class and relative weight (per 100 000 events).
 pub const TYPES: &[(&str, &str, u32)] = &[
@@ -93,6 +93,10 @@ pub struct Generator {
     seed: u64,
     total: u64,
     index: u64,
+    /// The window's length (`--days`).
+    window_secs: i64,
+    /// The types drawn from (`--types`; all of [`TYPES`] by default).
+    types: Vec<(&'static str, &'static str, u32)>,
     total_weight: u64,
 }
 
@@ -104,15 +108,42 @@ impl Generator {
             seed,
             total: total.max(1),
             index: 0,
+            window_secs: i64::from(DEFAULT_DAYS) * 86_400,
+            types: TYPES.to_vec(),
             total_weight: TYPES.iter().map(|t| u64::from(t.2)).sum(),
         }
+    }
+
+    /// The same over a window of `days` days ending where the default one ends, drawing only
+    /// `types` (names of [`TYPES`], in their usual proportions; empty: all of them). For
+    /// benchmarks that need one large partition (`--days 1 --types delivery`).
+    pub fn shaped(seed: u64, total: u64, days: u32, types: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(days > 0, "--days must be at least 1");
+        let mut generator = Self::new(seed, total);
+        generator.window_secs = i64::from(days) * 86_400;
+        if !types.is_empty() {
+            for name in types {
+                anyhow::ensure!(
+                    TYPES.iter().any(|t| t.0 == name),
+                    "--types: `{name}` is not a generated type ({})",
+                    TYPES.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                );
+            }
+            generator.types = TYPES
+                .iter()
+                .copied()
+                .filter(|t| types.iter().any(|name| name == t.0))
+                .collect();
+            generator.total_weight = generator.types.iter().map(|t| u64::from(t.2)).sum();
+        }
+        Ok(generator)
     }
 
     /// The next `n` events as one compact JSON array.
     pub fn batch(&mut self, n: usize) -> String {
         // The batch's nominal time: events are spread evenly over the window in order.
-        let batch_time =
-            WINDOW_END - WINDOW_SECS + (WINDOW_SECS as u64 * self.index / self.total) as i64;
+        let window = self.window_secs;
+        let batch_time = WINDOW_END - window + (window as u64 * self.index / self.total) as i64;
         let mut out = String::with_capacity(n * 1100 + 2);
         out.push('[');
         for i in 0..n {
@@ -127,7 +158,7 @@ impl Generator {
 
     fn pick_type(&mut self) -> (&'static str, &'static str) {
         let mut r = self.rng.below(self.total_weight);
-        for &(event_type, class, weight) in TYPES {
+        for &(event_type, class, weight) in &self.types {
             if r < u64::from(weight) {
                 return (event_type, class);
             }
@@ -151,7 +182,7 @@ impl Generator {
             // Late: an hour to three days older than the rest of its batch.
             t -= 3_600 + self.rng.below(3 * 86_400) as i64;
         }
-        let t = t.max(WINDOW_END - WINDOW_SECS);
+        let t = t.max(WINDOW_END - self.window_secs);
         match self.rng.below(100) {
             0..=84 => Value::String(t.to_string()),
             85..=94 => json!(t),
@@ -236,9 +267,18 @@ pub struct Summary {
 /// Writes `events` events as `DIR/batch-000000.json`, … of `batch_size` elements each (the last
 /// may hold fewer).
 pub fn generate(events: u64, batch_size: usize, seed: u64, out: &Path) -> anyhow::Result<Summary> {
+    generate_from(Generator::new(seed, events), events, batch_size, out)
+}
+
+/// [`generate`] from a given generator (see [`Generator::shaped`]).
+pub fn generate_from(
+    mut generator: Generator,
+    events: u64,
+    batch_size: usize,
+    out: &Path,
+) -> anyhow::Result<Summary> {
     anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut generator = Generator::new(seed, events);
     let mut summary = Summary {
         files: 0,
         events: 0,
@@ -260,8 +300,8 @@ pub fn generate(events: u64, batch_size: usize, seed: u64, out: &Path) -> anyhow
 }
 
 /// `sparklake gen`: writes the files and prints what it wrote.
-pub fn run(events: u64, batch_size: usize, seed: u64, out: &Path) -> anyhow::Result<()> {
-    let s = generate(events, batch_size, seed, out)?;
+pub fn run(generator: Generator, events: u64, batch_size: usize, out: &Path) -> anyhow::Result<()> {
+    let s = generate_from(generator, events, batch_size, out)?;
     println!(
         "wrote {} files, {} events, {} bytes ({:.0} bytes/event) to {}",
         s.files,

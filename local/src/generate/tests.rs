@@ -123,3 +123,29 @@ fn ten_thousand_events_validate_parse_and_cover_every_type() {
         "{string} {int} {iso}"
     );
 }
+
+/// `--days 1 --types delivery`: one type, every timestamp within the last day of the window
+/// (what the compaction benchmark's single large partition is made of).
+#[test]
+fn a_shaped_generator_draws_only_its_types_within_its_days() {
+    let types = vec!["delivery".to_owned(), "bounce".to_owned()];
+    let mut generator = Generator::shaped(3, 2_000, 1, &types).expect("shape");
+    let body = generator.batch(2_000);
+    let batch = validate(body.as_bytes()).expect("valid");
+    let mut seen = HashSet::new();
+    for (element, head) in batch.events() {
+        seen.insert(head.event_type.to_string());
+        let millis = Event::parse(element.raw)
+            .expect("parses")
+            .expect("not a ping")
+            .timestamp_millis()
+            .expect("timestamp");
+        assert!(millis >= (WINDOW_END - 86_400) * 1000, "{}", element.raw);
+    }
+    assert_eq!(
+        seen,
+        HashSet::from(["delivery".to_owned(), "bounce".to_owned()])
+    );
+    assert!(Generator::shaped(3, 10, 1, &["nope".to_owned()]).is_err());
+    assert!(Generator::shaped(3, 10, 0, &[]).is_err());
+}
