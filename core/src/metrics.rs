@@ -19,6 +19,7 @@ pub const TOTALS: &[(&str, &str)] = &[
     ("OldestEventAgeSeconds", "Seconds"),
     ("ProjectionTypesAdded", "Count"),
     ("UnprojectedTypes", "Count"),
+    ("QuarantineOverBudget", "Count"),
 ];
 
 /// What one invocation (or one interval of a long-running process) did.
@@ -49,6 +50,14 @@ pub struct Metrics {
     /// fires on any.
     #[serde(default)]
     pub unprojected_types: u64,
+    /// Messages moved to a dead-letter queue (locally; on AWS SQS moves them, and the DLQ
+    /// alarms watch their depth).
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Refused bodies not kept because the quarantine was over its budget (their reasons are,
+    /// while the allowance lasts).
+    #[serde(default)]
+    pub quarantine_over_budget: u64,
 }
 
 impl Metrics {
@@ -79,6 +88,8 @@ impl Metrics {
         self.retries += other.retries;
         self.projection_types_added += other.projection_types_added;
         self.unprojected_types += other.unprojected_types;
+        self.dead_lettered += other.dead_lettered;
+        self.quarantine_over_budget += other.quarantine_over_budget;
         self.rows_per_object
             .extend_from_slice(&other.rows_per_object);
         self.oldest_event_millis = match (self.oldest_event_millis, other.oldest_event_millis) {
@@ -118,6 +129,7 @@ impl Metrics {
             "RowsWritten": self.rows_written(),
             "ProjectionTypesAdded": self.projection_types_added,
             "UnprojectedTypes": self.unprojected_types,
+            "QuarantineOverBudget": self.quarantine_over_budget,
         });
         if !self.rows_per_object.is_empty() {
             totals["RowsPerObject"] = json!(self.rows_per_object);
@@ -146,7 +158,7 @@ impl Metrics {
             .oldest_event_age_seconds(now_millis)
             .map_or("-".to_owned(), |s| format!("{s:.0}s"));
         format!(
-            "batches {} bytes {} events {} rejected {} failures {} objects {} rows {} oldest-event-age {age} retries {}",
+            "batches {} bytes {} events {} rejected {} failures {} objects {} rows {} oldest-event-age {age} retries {} dead-lettered {}",
             self.batches,
             self.bytes,
             self.events(),
@@ -155,6 +167,7 @@ impl Metrics {
             self.objects_written(),
             self.rows_written(),
             self.retries,
+            self.dead_lettered,
         )
     }
 }

@@ -100,12 +100,12 @@ pub fn check_event(json: &str, generated: Option<&AlbEvent>) {
             Expected::Unsupported => assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE),
             Expected::BadGzip => {
                 assert_eq!(status, StatusCode::BAD_REQUEST);
-                check_quarantined(&kept, &body, 400);
+                check_quarantined(&kept, &body, gzip(&headers), 400);
             }
             Expected::Body(plain) => match check_body(&plain) {
                 Err(_) => {
                     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-                    check_quarantined(&kept, &plain, 400);
+                    check_quarantined(&kept, &body, gzip(&headers), 400);
                 }
                 Ok(batch) if batch.event_count() == 0 => {
                     assert_eq!(status, StatusCode::OK);
@@ -113,11 +113,18 @@ pub fn check_event(json: &str, generated: Option<&AlbEvent>) {
                 }
                 Ok(batch) => {
                     let events: Vec<&str> = batch.events().map(|(e, _)| e.raw).collect();
+                    let types: std::collections::HashSet<&str> =
+                        batch.events().map(|(_, h)| &*h.event_type).collect();
+                    if types.len() > ingest::config::DEFAULT_MAX_TYPES_PER_BATCH {
+                        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+                        check_quarantined(&kept, &body, gzip(&headers), 400);
+                        return;
+                    }
                     if events.iter().any(|e| e.len() + 2 > MAX_MESSAGE_BYTES)
                         && plain.len() > MAX_MESSAGE_BYTES
                     {
                         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-                        check_quarantined(&kept, &plain, 413);
+                        check_quarantined(&kept, &body, gzip(&headers), 413);
                         return;
                     }
                     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -166,9 +173,19 @@ fn check_enqueued(
     assert_eq!(got, events, "the queue does not hold the batch's events");
 }
 
-fn check_quarantined(kept: &[StoredObject], body: &[u8], status: u16) {
+/// Whether the request says its body is gzip (the handler then quarantines it as sent).
+fn gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "gzip" | "x-gzip"))
+}
+
+/// The body is kept exactly as it was sent (a gzip body compressed, as `.body.gz`).
+fn check_quarantined(kept: &[StoredObject], body: &[u8], gzip: bool, status: u16) {
     assert_eq!(kept.len(), 2, "body and reason quarantined");
-    assert!(kept[0].key.starts_with("quarantine/dt=") && kept[0].key.ends_with(".body"));
+    let suffix = if gzip { ".body.gz" } else { ".body" };
+    assert!(kept[0].key.starts_with("quarantine/dt=") && kept[0].key.ends_with(suffix));
     assert_eq!(&kept[0].body[..], body);
     let reason: serde_json::Value = serde_json::from_slice(&kept[1].body).expect("reason JSON");
     assert_eq!(reason["status"], status);

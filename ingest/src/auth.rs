@@ -28,12 +28,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, parse_modes};
+use crate::oauth2::OAuth2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Basic,
     Bearer,
     Header,
+    /// SparkPost's OAuth2 mode: bearer tokens this service issued at `/oauth2/token`.
+    OAuth2,
 }
 
 /// A secret held as its digest.
@@ -60,6 +63,8 @@ pub struct Auth {
     bearer: Vec<Secret>,
     /// The header and its accepted values' digests (current, and previous while rotating).
     header: Option<(HeaderName, Vec<Secret>)>,
+    /// The token issuer, when OAuth2 is on.
+    oauth2: Option<OAuth2>,
 }
 
 /// Whether any of `secrets` matches `presented`; compares with every one of them, so the time
@@ -77,6 +82,7 @@ impl fmt::Debug for Auth {
             .field("basic_credentials", &self.basic.len())
             .field("bearer_tokens", &self.bearer.len())
             .field("header", &self.header.as_ref().map(|(n, _)| n))
+            .field("oauth2", &self.oauth2)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +190,7 @@ impl Auth {
                     }
                     auth.header = Some((name, values));
                 }
+                Mode::OAuth2 => auth.oauth2 = Some(OAuth2::from_lookup(lookup)?),
             }
         }
         Ok(auth)
@@ -193,16 +200,21 @@ impl Auth {
     pub fn challenge(&self) -> Option<&'static str> {
         if !self.basic.is_empty() {
             Some(r#"Basic realm="sparklake", charset="UTF-8""#)
-        } else if !self.bearer.is_empty() {
+        } else if !self.bearer.is_empty() || self.oauth2.is_some() {
             Some(r#"Bearer realm="sparklake""#)
         } else {
             None
         }
     }
 
+    /// The token issuer, when OAuth2 is on.
+    pub fn oauth2(&self) -> Option<&OAuth2> {
+        self.oauth2.as_ref()
+    }
+
     /// Checks a request's headers.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
-        if !self.basic.is_empty() || !self.bearer.is_empty() {
+        if !self.basic.is_empty() || !self.bearer.is_empty() || self.oauth2.is_some() {
             self.check_authorization(headers)?;
         }
         if let Some((name, secrets)) = &self.header {
@@ -245,7 +257,9 @@ impl Auth {
                 .ok_or(AuthFailure::Wrong);
         }
         if scheme.eq_ignore_ascii_case("bearer") {
-            return any_matches(&self.bearer, credential.as_bytes())
+            // A static token, or one issued at the token endpoint: both are checked.
+            let issued = self.oauth2.as_ref().is_some_and(|o| o.verify(credential));
+            return (any_matches(&self.bearer, credential.as_bytes()) | issued)
                 .then_some(())
                 .ok_or(AuthFailure::Wrong);
         }

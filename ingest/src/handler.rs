@@ -20,6 +20,7 @@ use sparklake_core::timestamp;
 use tracing::{error, info, warn};
 
 use crate::config::IngestConfig;
+use crate::oauth2;
 
 /// SparkPost's batch id header.
 pub const BATCH_ID_HEADER: &str = "x-messagesystems-batch-id";
@@ -49,19 +50,16 @@ impl Ingest<'_> {
         request: Request<Bytes>,
         received_at: i64,
     ) -> (Response<Bytes>, Metrics) {
-        let is_post = request.method() == Method::POST;
+        // A token request is not a batch.
+        let is_post = request.method() == Method::POST && !self.is_token_request(request.uri());
         let bytes = request.body().len() as u64;
-        let mut events_in = BTreeMap::new();
-        let response = self.respond_to(request, received_at, &mut events_in).await;
+        let mut metrics = Metrics::default();
+        let response = self.respond_to(request, received_at, &mut metrics).await;
         let status = response.status();
-        let metrics = Metrics {
-            batches: u64::from(is_post && status.is_success()),
-            bytes: if is_post { bytes } else { 0 },
-            rejected: u64::from(is_post && status.is_client_error()),
-            failures: u64::from(status.is_server_error()),
-            events_in,
-            ..Metrics::default()
-        };
+        metrics.batches = u64::from(is_post && status.is_success());
+        metrics.bytes = if is_post { bytes } else { 0 };
+        metrics.rejected = u64::from(is_post && status.is_client_error());
+        metrics.failures = u64::from(status.is_server_error());
         (response, metrics)
     }
 
@@ -69,11 +67,14 @@ impl Ingest<'_> {
         &self,
         request: Request<Bytes>,
         received_at: i64,
-        events_in: &mut BTreeMap<String, u64>,
+        metrics: &mut Metrics,
     ) -> Response<Bytes> {
         let (parts, body) = request.into_parts();
         if let Some(answer) = self.answer_before_the_body(&parts) {
             return answer;
+        }
+        if self.is_token_request(&parts.uri) {
+            return self.token(&parts.headers, &body);
         }
         let batch_id = parts
             .headers
@@ -82,6 +83,13 @@ impl Ingest<'_> {
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 256);
 
+        // A refused body is kept as it was sent (compressed stays compressed).
+        let received = Received {
+            bytes: body.clone(),
+            gzip: is_gzip(&parts.headers),
+            batch_id,
+            at: received_at,
+        };
         let body = match self.decode(&parts.headers, body) {
             Ok(body) => body,
             Err(Refusal::TooLarge) => {
@@ -97,15 +105,9 @@ impl Ingest<'_> {
                     &format!("Content-Encoding `{encoding}` is not supported (use gzip)"),
                 );
             }
-            Err(Refusal::Malformed(raw, reason)) => {
+            Err(Refusal::Malformed(reason)) => {
                 return self
-                    .quarantine(
-                        &raw,
-                        &reason,
-                        batch_id,
-                        received_at,
-                        StatusCode::BAD_REQUEST,
-                    )
+                    .quarantine(&received, &reason, StatusCode::BAD_REQUEST, metrics)
                     .await;
             }
         };
@@ -117,12 +119,82 @@ impl Ingest<'_> {
                 return respond(StatusCode::OK, r#"{"accepted":0}"#);
             }
             Err((status, reason)) => {
-                return self
-                    .quarantine(&body, &reason, batch_id, received_at, status)
-                    .await;
+                return self.quarantine(&received, &reason, status, metrics).await;
             }
         };
-        self.enqueue(&body, by_type, messages, events_in).await
+        self.enqueue(&body, by_type, messages, &mut metrics.events_in)
+            .await
+    }
+
+    /// What a server reading the body itself asks first: the answer to a request that its head
+    /// alone decides (a health check, another method, a missing or wrong credential), with what
+    /// it counts for; `None` when its body is to be read and the request handled.
+    pub fn answer_from_the_head(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Option<(Response<Bytes>, Metrics)> {
+        let response = self.answer_before_the_body(parts)?;
+        let is_post = parts.method == Method::POST && !self.is_token_request(&parts.uri);
+        let metrics = Metrics {
+            rejected: u64::from(is_post && response.status().is_client_error()),
+            ..Metrics::default()
+        };
+        Some((response, metrics))
+    }
+
+    /// The most body bytes a request with this head may send (read no further).
+    pub fn body_limit(&self, parts: &http::request::Parts) -> usize {
+        if self.is_token_request(&parts.uri) {
+            oauth2::TOKEN_REQUEST_MAX_BYTES
+        } else {
+            self.config.max_body_bytes
+        }
+    }
+
+    /// Whether this is a request for the OAuth2 token endpoint (OAuth2 being on).
+    fn is_token_request(&self, uri: &http::Uri) -> bool {
+        self.config.auth.oauth2().is_some() && uri.path() == oauth2::TOKEN_PATH
+    }
+
+    /// Answers a token request (RFC 6749 5.1 and 5.2): a token, or why not. Never logs a
+    /// credential.
+    fn token(&self, headers: &http::HeaderMap, body: &[u8]) -> Response<Bytes> {
+        let Some(issuer) = self.config.auth.oauth2() else {
+            return respond(StatusCode::NOT_FOUND, "not found");
+        };
+        if body.len() > oauth2::TOKEN_REQUEST_MAX_BYTES {
+            return respond(StatusCode::PAYLOAD_TOO_LARGE, "token request is too large");
+        }
+        let mut response = match issuer.token_for(headers, body) {
+            Ok(token) => {
+                info!(expires_in = token.expires_in, "issued an OAuth2 token");
+                respond(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "access_token": token.access_token,
+                        "token_type": "Bearer",
+                        "expires_in": token.expires_in,
+                    })
+                    .to_string(),
+                )
+            }
+            Err(e) => {
+                warn!(error = e.code(), "refused an OAuth2 token request");
+                let status = match e {
+                    oauth2::TokenError::InvalidClient => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                respond(
+                    status,
+                    &serde_json::json!({ "error": e.code() }).to_string(),
+                )
+            }
+        };
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        response
     }
 
     /// The answer to a request that is not a webhook post with a valid credential (a health
@@ -130,6 +202,11 @@ impl Ingest<'_> {
     fn answer_before_the_body(&self, parts: &http::request::Parts) -> Option<Response<Bytes>> {
         if matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path() == "/health" {
             return Some(respond(StatusCode::OK, r#"{"status":"ok"}"#));
+        }
+        // The token endpoint takes the client's credentials in its body, not a webhook
+        // credential.
+        if self.is_token_request(&parts.uri) && parts.method == Method::POST {
+            return None;
         }
         if parts.method != Method::POST {
             let mut response = respond(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
@@ -204,6 +281,23 @@ impl Ingest<'_> {
         for (_, head) in batch.events() {
             *by_type.entry(head.event_type.to_string()).or_default() += 1;
         }
+        // Each type is a partition (a folder per format and day): a batch may not make more
+        // than this many.
+        let max_types = self.config.max_types_per_batch;
+        if by_type.len() > max_types {
+            warn!(
+                types = by_type.len(),
+                limit = max_types,
+                "batch holds too many event types"
+            );
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "batch holds {} distinct event types, more than SPARKLAKE_MAX_TYPES_PER_BATCH ({max_types})",
+                    by_type.len()
+                ),
+            ));
+        }
         let messages = self
             .pack(body, &batch, batch_id, received_at)
             .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
@@ -231,10 +325,7 @@ impl Ingest<'_> {
                 {
                     Ok(_) if out.len() > max => Err(Refusal::TooLarge),
                     Ok(_) => Ok(Bytes::from(out)),
-                    Err(e) => Err(Refusal::Malformed(
-                        body,
-                        format!("body is not valid gzip: {e}"),
-                    )),
+                    Err(e) => Err(Refusal::Malformed(format!("body is not valid gzip: {e}"))),
                 }
             }
             Some(other) => Err(Refusal::Unsupported(other.to_owned())),
@@ -290,45 +381,72 @@ impl Ingest<'_> {
             .collect())
     }
 
-    /// Keeps a refused body and its reason, then answers `status`, or 503 if it could not be
-    /// kept (so the sender retries and nothing is lost).
+    /// Keeps a refused body as it was sent and its reason, then answers `status`, or 503 if
+    /// they could not be kept (so the sender retries and nothing is lost). Past the
+    /// quarantine's byte budget only the reason is kept, and past the reasons' allowance
+    /// nothing: the answer is the same, with a warning and the `quarantine_over_budget` metric.
     async fn quarantine(
         &self,
-        body: &[u8],
+        received: &Received<'_>,
         reason: &str,
-        batch_id: Option<&str>,
-        received_at: i64,
         status: StatusCode,
+        metrics: &mut Metrics,
     ) -> Response<Bytes> {
-        let (body_key, reason_key) = quarantine_keys(body, received_at);
-        let note = serde_json::json!({
-            "reason": reason,
-            "status": status.as_u16(),
-            "received_at": timestamp::format_millis(received_at),
-            "batch_id": batch_id,
-            "bytes": body.len(),
-            "body_key": body_key,
-        });
+        let body = &received.bytes;
+        let (body_key, reason_key) = quarantine_keys_of(body, received.at, received.gzip);
+        let budget = &self.config.quarantine;
+        let note_for = |kept: bool| {
+            serde_json::json!({
+                "reason": reason,
+                "status": status.as_u16(),
+                "received_at": timestamp::format_millis(received.at),
+                "batch_id": received.batch_id,
+                "bytes": body.len(),
+                "content_encoding": received.gzip.then_some("gzip"),
+                "body_key": kept.then_some(&body_key),
+                "body_not_kept": (!kept).then_some("the quarantine is over SPARKLAKE_QUARANTINE_MAX_BYTES"),
+            })
+            .to_string()
+        };
+        let with_body = note_for(true);
+        let keep_body = budget.take(body.len() as u64 + with_body.len() as u64);
+        let note = if keep_body {
+            with_body
+        } else {
+            let note = note_for(false);
+            metrics.quarantine_over_budget += 1;
+            if !budget.take_reason(note.len() as u64) {
+                warn!(
+                    status = status.as_u16(),
+                    budget = budget.max_bytes(),
+                    "quarantine over its budget and its reasons' allowance: refused body and reason not kept"
+                );
+                return respond(status, reason);
+            }
+            warn!(
+                key = %reason_key,
+                status = status.as_u16(),
+                budget = budget.max_bytes(),
+                "quarantine over its budget: kept only the reason of a refused body"
+            );
+            note
+        };
         let stored = async {
+            if keep_body {
+                self.quarantine
+                    .put(&body_key, body.clone(), "application/octet-stream")
+                    .await?;
+            }
             self.quarantine
-                .put(
-                    &body_key,
-                    Bytes::copy_from_slice(body),
-                    "application/octet-stream",
-                )
-                .await?;
-            self.quarantine
-                .put(
-                    &reason_key,
-                    Bytes::from(note.to_string()),
-                    "application/json",
-                )
+                .put(&reason_key, Bytes::from(note), "application/json")
                 .await
         };
         match stored.await {
             Ok(()) => {
                 // The reason itself stays out of the log: it can quote the body.
-                warn!(key = %body_key, status = status.as_u16(), "quarantined refused body");
+                if keep_body {
+                    warn!(key = %body_key, status = status.as_u16(), "quarantined refused body");
+                }
                 respond(status, reason)
             }
             Err(e) => {
@@ -344,12 +462,19 @@ impl Ingest<'_> {
 
 /// `quarantine/dt=<receive date>/<hash of body>.body` and its `.reason.json`.
 pub fn quarantine_keys(body: &[u8], received_at: i64) -> (String, String) {
+    quarantine_keys_of(body, received_at, false)
+}
+
+/// The same for a body as it was sent: a gzip body is kept compressed, as `<hash>.body.gz`
+/// (`sparklake import` gunzips `.gz` files when replaying it).
+pub fn quarantine_keys_of(body: &[u8], received_at: i64, gzip: bool) -> (String, String) {
     let hash = hex::encode(&Sha256::digest(body)[..16]);
     let base = format!(
         "{QUARANTINE_PREFIX}/dt={}/{hash}",
         timestamp::date_of(received_at).format("%Y-%m-%d")
     );
-    (format!("{base}.body"), format!("{base}.reason.json"))
+    let body = if gzip { "body.gz" } else { "body" };
+    (format!("{base}.{body}"), format!("{base}.reason.json"))
 }
 
 /// A batch's events per type and the messages that carry it.
@@ -358,7 +483,22 @@ type Prepared = (BTreeMap<String, u64>, Vec<OutboundMessage>);
 enum Refusal {
     TooLarge,
     Unsupported(String),
-    Malformed(Bytes, String),
+    Malformed(String),
+}
+
+/// A request body as it arrived, for the quarantine.
+struct Received<'a> {
+    bytes: Bytes,
+    gzip: bool,
+    batch_id: Option<&'a str>,
+    at: i64,
+}
+
+fn is_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "gzip" | "x-gzip"))
 }
 
 fn respond(status: StatusCode, message: &str) -> Response<Bytes> {

@@ -311,7 +311,7 @@ async fn invalid_gzip_is_refused_with_400_and_quarantined() -> TestResult {
             reason.starts_with("body is not valid gzip"),
             "{what}: {reason}"
         );
-        h.assert_quarantined(&body, &reason, 400)?;
+        h.assert_quarantined_gzip(&body, &reason, 400)?;
     }
     assert_eq!(h.queue.sent().len(), 0);
     Ok(())
@@ -382,5 +382,96 @@ async fn unsupported_content_encodings_get_415() -> TestResult {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(h.queue.sent().len(), 1);
     assert_eq!(h.stored_keys(), Vec::<String>::new());
+    Ok(())
+}
+
+/// A malformed body sent gzipped is kept as it was sent (what it cost the sender, not what it
+/// inflates to), with its encoding in the note.
+#[tokio::test]
+async fn a_gzipped_malformed_body_is_quarantined_compressed() -> TestResult {
+    let h = Harness::new();
+    let config = open_config(&[]);
+    let malformed = format!("[{{\"msys\": {}", "x".repeat(100_000));
+    let sent = gzip(malformed.as_bytes());
+    assert!(sent.len() < 2_000);
+    let response = h
+        .ingest(&config, post(&[("content-encoding", "gzip")], sent.clone()))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    h.assert_quarantined_gzip(&sent, &error_text(&response), 400)?;
+    let kept: usize = h.store.objects().values().map(|o| o.body.len()).sum();
+    assert!(
+        kept < 3_000,
+        "the quarantine holds {kept} bytes for a {} byte post",
+        sent.len()
+    );
+    Ok(())
+}
+
+/// Past its byte budget the quarantine keeps only reasons, then (past a sixteenth more)
+/// nothing; the answer stays 400 and each body not kept is counted.
+#[tokio::test]
+async fn the_quarantine_stops_at_its_budget() -> TestResult {
+    let h = Harness::new();
+    let config = open_config(&[("SPARKLAKE_QUARANTINE_MAX_BYTES", "16000")]);
+    let mut over = 0;
+    for i in 0..40 {
+        let body = format!("[{{\"msys\": {i} {}", "y".repeat(2_000));
+        let (response, metrics) = h.ingest_measured(&config, post(&[], body)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        over += metrics.quarantine_over_budget;
+    }
+    let objects = h.store.objects();
+    let bytes: usize = objects.values().map(|o| o.body.len()).sum();
+    assert!(
+        bytes <= 16_000 + 1_000,
+        "the quarantine holds {bytes} bytes"
+    );
+    let bodies = objects.keys().filter(|k| k.ends_with(".body")).count();
+    let reasons = objects
+        .keys()
+        .filter(|k| k.ends_with(".reason.json"))
+        .count();
+    assert!((5..=7).contains(&bodies), "{bodies} bodies");
+    assert!(
+        reasons > bodies && reasons < 40,
+        "{reasons} reasons, {bodies} bodies"
+    );
+    assert_eq!(over, 40 - bodies as u64);
+    let without_body = objects
+        .iter()
+        .filter(|(k, _)| k.ends_with(".reason.json"))
+        .map(|(_, o)| serde_json::from_slice::<serde_json::Value>(&o.body).expect("json"))
+        .filter(|note| note["body_key"].is_null())
+        .count();
+    assert_eq!(without_body, reasons - bodies);
+    Ok(())
+}
+
+/// A batch may not make more partitions than SPARKLAKE_MAX_TYPES_PER_BATCH.
+#[tokio::test]
+async fn a_batch_of_too_many_types_is_refused_and_quarantined() -> TestResult {
+    let h = Harness::new();
+    let config = open_config(&[("SPARKLAKE_MAX_TYPES_PER_BATCH", "2")]);
+    let batch = |types: &[&str]| {
+        let events: Vec<String> = types
+            .iter()
+            .map(|t| {
+                format!(r#"{{"msys":{{"message_event":{{"type":"{t}","event_id":"{t}-1"}}}}}}"#)
+            })
+            .collect();
+        format!("[{}]", events.join(","))
+    };
+    let three = batch(&["delivery", "bounce", "open"]);
+    let response = h.ingest(&config, post(&[], three.clone())).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let reason = error_text(&response);
+    assert!(reason.contains("3 distinct event types"), "{reason}");
+    h.assert_quarantined(three.as_bytes(), &reason, 400)?;
+    assert!(h.queue.sent().is_empty());
+    let response = h
+        .ingest(&config, post(&[], batch(&["delivery", "bounce"])))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
     Ok(())
 }

@@ -21,6 +21,7 @@ pub async fn run(
     pipeline: Pipeline,
     listener: TcpListener,
     config: IngestConfig,
+    limits: server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let recovered = pipeline.recover().await?;
@@ -57,7 +58,7 @@ pub async fn run(
         metrics_interval(),
         reporter_rx,
     ));
-    let served = server::run(listener, pipeline.clone(), config, shutdown).await;
+    let served = server::run(listener, pipeline.clone(), config, limits, shutdown).await;
     info!("stopped accepting; draining");
     // A compaction under way finishes its job while the workers drain.
     let _ = stop_compactor.send(true);
@@ -85,6 +86,8 @@ pub async fn run(
 
 /// The variables the app reads itself (the README's configuration table is tested against it).
 pub const VARIABLES: &[&str] = &[METRICS_INTERVAL, crate::compaction::INTERVAL];
+/// The server's bounds (`sparklake serve`).
+pub use crate::server::limits::VARIABLES as SERVER_VARIABLES;
 const METRICS_INTERVAL: &str = "SPARKLAKE_METRICS_INTERVAL_SECS";
 
 /// `SPARKLAKE_METRICS_INTERVAL_SECS`, default 60.
@@ -119,6 +122,7 @@ async fn report_metrics(pipeline: Pipeline, interval: Duration, mut stop: watch:
             rejected = window.rejected,
             failures = window.failures,
             retries = window.retries,
+            dead_lettered = window.dead_lettered,
             objects = window.objects_written(),
             rows = window.rows_written(),
             oldest_event_age_secs = window.oldest_event_age_seconds(now).unwrap_or(0.0),

@@ -6,7 +6,8 @@
 //! - [`pipeline`]: the queues, store, archive and catalog of either backend, and the fanout and
 //!   writer workers that poll them as an SQS event source mapping does.
 //! - [`app`]: the whole pipeline as one process: server, workers, metrics reporter, ordered stop.
-//! - [`server`]: the HTTP server in front of the ingest handler.
+//! - [`server`]: the HTTP/1.1 server in front of the ingest handler, every resource a client
+//!   can make it spend bounded ([`server::Limits`]).
 //! - [`commands`]: the commands (serve, demo, import, redrive, schema, status), one file each.
 //! - [`queue`]: an embedded durable queue (SQLite) with SQS semantics and its dead-letter policy.
 //! - [`store`]: a folder of files as the object store and the raw archive.
@@ -15,6 +16,7 @@
 //! - [`bench`]: the writer stage alone, timed (`bench-writer`, for `scripts/bench`).
 //! - [`http_client`]: a minimal HTTP/1.1 client posting to a local `serve` (demo, tests).
 //! - [`logging`]: logs to stderr, text or JSON.
+//! - [`stdout`]: command output that ends quietly on a closed pipe.
 
 pub mod app;
 pub mod bench;
@@ -29,4 +31,5 @@ pub mod pipeline;
 pub mod queue;
 pub mod report;
 pub mod server;
+pub mod stdout;
 pub mod store;

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(sparklake::commands::run(cli.command));
     match result {
         Ok(code) => code,
+        // The reader of stdout went away (`sparklake status | head`): it has what it wanted.
+        Err(e) if sparklake::stdout::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sparklake: {e:#}");
             ExitCode::FAILURE

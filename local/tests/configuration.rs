@@ -62,6 +62,7 @@ fn lookup_variables() -> BTreeSet<String> {
         .chain(sparklake_aws::config::VARIABLES)
         .chain(sparklake_core::output::VARIABLES)
         .chain(sparklake::app::VARIABLES)
+        .chain(sparklake::app::SERVER_VARIABLES)
         .chain(compact::policy::VARIABLES)
         .chain([
             &ingest::config::SECRET_ARN_VARIABLE,

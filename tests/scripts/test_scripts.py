@@ -128,6 +128,20 @@ def test_create_webhook_bearer_and_header_go_in_custom_headers():
     assert missing.returncode != 0 and "needs username and password" in missing.stderr
 
 
+def test_create_webhook_oauth2_points_sparkpost_at_the_token_endpoint():
+    done = script("create-webhook", "--target", "https://hooks.example/webhook", "--auth", "oauth2",
+                  env={"SPARKLAKE_OAUTH2_CLIENT_ID": "sparkpost", "SPARKLAKE_OAUTH2_CLIENT_SECRET": "cs-123"})
+    assert "cs-123" not in done.stdout + done.stderr
+    request = json.loads(done.stdout.split("\n\n", 1)[1])
+    assert request["auth_type"] == "oauth2"
+    assert request["auth_request_details"] == {
+        "url": "https://hooks.example/oauth2/token",
+        "body": {"client_id": "sparkpost", "client_secret": "****", "grant_type": "client_credentials"},
+    }
+    missing = script("create-webhook", "--target", "https://h.example/", "--auth", "oauth2", check=False)
+    assert missing.returncode != 0 and "needs client_id and client_secret" in missing.stderr
+
+
 def test_redrive_local(demo):
     out = script("redrive", "--data", str(demo)).stdout
     assert "ingest" in out and "events" in out

@@ -170,7 +170,31 @@ impl Harness {
         reason: &str,
         status: u16,
     ) -> Result<serde_json::Value, Box<dyn Error>> {
+        self.assert_kept(quarantine_keys(body), body, reason, status)
+    }
+
+    /// [`Self::assert_quarantined`] for a body sent with `Content-Encoding: gzip`: kept as sent,
+    /// compressed, under `<hash>.body.gz`.
+    pub fn assert_quarantined_gzip(
+        &self,
+        body: &[u8],
+        reason: &str,
+        status: u16,
+    ) -> Result<serde_json::Value, Box<dyn Error>> {
         let (body_key, reason_key) = quarantine_keys(body);
+        let note =
+            self.assert_kept((format!("{body_key}.gz"), reason_key), body, reason, status)?;
+        assert_eq!(note["content_encoding"], "gzip");
+        Ok(note)
+    }
+
+    fn assert_kept(
+        &self,
+        (body_key, reason_key): (String, String),
+        body: &[u8],
+        reason: &str,
+        status: u16,
+    ) -> Result<serde_json::Value, Box<dyn Error>> {
         let objects = self.store.objects();
         let kept = objects.get(&body_key).ok_or_else(|| {
             format!(

@@ -24,22 +24,28 @@ pub async fn compact(args: &PipelineArgs, dry_run: bool, all: bool) -> anyhow::R
     if dry_run {
         let mut planned = compactor.plan(all, now_millis()).await?;
         compactor.count_rows(&mut planned).await?;
-        println!(
+        crate::out!(
             "{:<72} {:>8} {:>14} {:>10}",
-            "partition", "objects", "bytes", "rows"
+            "partition",
+            "objects",
+            "bytes",
+            "rows"
         );
         let (mut objects, mut bytes, mut rows) = (0usize, 0u64, 0u64);
         for plan in &planned {
             let n = plan.rows.unwrap_or(0);
-            println!(
+            crate::out!(
                 "{:<72} {:>8} {:>14} {:>10}",
-                plan.partition.folder, plan.objects, plan.bytes, n
+                plan.partition.folder,
+                plan.objects,
+                plan.bytes,
+                n
             );
             objects += plan.objects;
             bytes += plan.bytes;
             rows += n;
         }
-        println!(
+        crate::out!(
             "would merge {} partition(s): {objects} objects, {bytes} bytes, {rows} rows (nothing changed: --dry-run)",
             planned.len()
         );
@@ -68,7 +74,7 @@ pub async fn compact(args: &PipelineArgs, dry_run: bool, all: bool) -> anyhow::R
         ..RunOptions::default()
     };
     let report = compactor.run(&options, now_millis()).await?;
-    println!("{}", report.summary());
+    crate::out!("{}", report.summary());
     Ok(if report.failed > 0 {
         ExitCode::FAILURE
     } else {

@@ -37,6 +37,7 @@ pub async fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         pipeline,
         listener,
         IngestConfig::open(ingest::config::DEFAULT_MAX_BODY_BYTES),
+        crate::server::Limits::default(),
         async {
             let _ = stopped.await;
         },

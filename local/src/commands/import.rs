@@ -38,7 +38,7 @@ pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Ex
             .handle(request.body(Bytes::from(body))?, now_millis())
             .await;
         let status = response.status();
-        println!(
+        crate::out!(
             "{}: {} {}",
             file.display(),
             status.as_u16(),

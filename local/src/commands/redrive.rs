@@ -13,7 +13,12 @@ pub async fn redrive(pipeline: &Pipeline, which: &str) -> anyhow::Result<ExitCod
         other => anyhow::bail!("--queue `{other}`: expected ingest, events or all"),
     };
     for queue in queues {
-        queue.redrive(&|line| println!("{line}")).await?;
+        // A closed stdout must not stop a redrive half way: its lines are dropped then.
+        queue
+            .redrive(&|line| {
+                let _ = crate::stdout::line(format_args!("{line}"));
+            })
+            .await?;
     }
     Ok(ExitCode::SUCCESS)
 }

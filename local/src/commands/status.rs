@@ -11,13 +11,16 @@ use crate::report;
 
 /// `sparklake status`.
 pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
-    println!(
+    crate::out!(
         "{:<20} {:>8} {:>9} {:>6}",
-        "queue", "visible", "in_flight", "dead"
+        "queue",
+        "visible",
+        "in_flight",
+        "dead"
     );
     for queue in [&pipeline.ingest_queue, &pipeline.events_queue] {
         let c = queue.counts().await?;
-        println!(
+        crate::out!(
             "{:<20} {:>8} {:>9} {:>6}",
             queue.name(),
             c.visible,
@@ -31,8 +34,8 @@ pub async fn status(pipeline: &Pipeline) -> anyhow::Result<ExitCode> {
             &local.data.join(ingest::handler::QUARANTINE_PREFIX),
             ".body",
         );
-        println!("quarantined bodies: {quarantined}");
-        print_metrics(&local.data);
+        crate::out!("quarantined bodies: {quarantined}");
+        print_metrics(&local.data)?;
         print_partitions(&local.data)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -49,36 +52,40 @@ async fn print_compaction(pipeline: &Pipeline) -> anyhow::Result<()> {
         policy,
     };
     let w = compactor.waiting(crate::pipeline::now_millis()).await?;
-    println!(
+    crate::out!(
         "waiting for compaction: {} partitions, {} objects ({} partitions, {} objects due now)",
-        w.partitions, w.objects, w.due_partitions, w.due_objects
+        w.partitions,
+        w.objects,
+        w.due_partitions,
+        w.due_objects
     );
     Ok(())
 }
 
 /// The numbers the last `serve` on this folder recorded.
-fn print_metrics(data: &Path) {
+fn print_metrics(data: &Path) -> std::io::Result<()> {
     let Ok(text) = std::fs::read_to_string(data.join("metrics.json")) else {
-        println!(
+        crate::out!(
             "metrics: none recorded yet (serve writes them every SPARKLAKE_METRICS_INTERVAL_SECS)"
         );
-        return;
+        return Ok(());
     };
     let Ok(snapshot) = serde_json::from_str::<serde_json::Value>(&text) else {
-        println!("metrics: metrics.json is unreadable");
-        return;
+        crate::out!("metrics: metrics.json is unreadable");
+        return Ok(());
     };
     let at = snapshot["at_millis"].as_i64().unwrap_or(0);
     for (label, key) in [("last interval", "interval"), ("since start", "totals")] {
         if let Ok(m) = serde_json::from_value::<Metrics>(snapshot[key].clone()) {
-            println!("metrics, {label}: {}", m.summary(at));
+            crate::out!("metrics, {label}: {}", m.summary(at));
         }
     }
+    Ok(())
 }
 
 pub(super) fn print_partitions(data: &Path) -> anyhow::Result<()> {
     let partitions = report::partitions(data)?;
-    println!("\n{}", report::table(data, &partitions));
+    crate::out!("\n{}", report::table(data, &partitions));
     Ok(())
 }
 

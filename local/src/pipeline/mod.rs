@@ -70,6 +70,7 @@ impl Pipeline {
         let mut metrics =
             std::mem::take(&mut *self.metrics.lock().unwrap_or_else(|p| p.into_inner()));
         metrics.retries += sparklake_aws::observe::take_retries();
+        metrics.dead_lettered += crate::queue::take_dead_lettered();
         metrics
     }
 

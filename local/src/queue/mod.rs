@@ -71,6 +71,15 @@ impl Default for QueueConfig {
     }
 }
 
+/// Messages this process moved to a dead-letter queue (the `dead_lettered` metric), as the AWS
+/// SDK's retries are counted: once per process, whatever the queue.
+static DEAD_LETTERED: AtomicU64 = AtomicU64::new(0);
+
+/// The messages dead-lettered since the last call.
+pub fn take_dead_lettered() -> u64 {
+    DEAD_LETTERED.swap(0, Ordering::Relaxed)
+}
+
 struct Shared {
     conn: Mutex<Connection>,
     /// The latest time handed out, so that time never goes backwards within the process.
@@ -262,6 +271,16 @@ impl LocalQueue {
                 sql::receive(ctx, max, policy, outage, visible_until)
             })
             .await?;
+        for (id, receives) in &receipt.dead_lettered {
+            warn!(
+                queue = %self.name,
+                dead_letter_queue = %self.dlq,
+                id = %id,
+                receives,
+                "moved a message to the dead-letter queue: it failed every receive; fix the cause, then `sparklake redrive`"
+            );
+        }
+        DEAD_LETTERED.fetch_add(receipt.dead_lettered.len() as u64, Ordering::Relaxed);
         if receipt.spared > 0 {
             warn!(
                 queue = %self.name,
@@ -320,12 +339,15 @@ impl LocalQueue {
     }
 }
 
-/// Whether SQLite failed because the disk refused it: full, read-only, unwritable, failing.
+/// Whether SQLite failed because the machine refused it: the disk full, read-only, unwritable
+/// or failing, or no descriptor or memory left (`CannotOpen`, `OutOfMemory`).
 fn is_storage_fault(error: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::{CannotOpen, DiskFull, PermissionDenied, ReadOnly, SystemIoFailure};
+    use rusqlite::ErrorCode::{
+        CannotOpen, DiskFull, OutOfMemory, PermissionDenied, ReadOnly, SystemIoFailure,
+    };
     matches!(
         error.sqlite_error_code(),
-        Some(DiskFull | SystemIoFailure | ReadOnly | CannotOpen | PermissionDenied)
+        Some(DiskFull | SystemIoFailure | ReadOnly | CannotOpen | PermissionDenied | OutOfMemory)
     )
 }
 

@@ -122,9 +122,11 @@ fn select_visible(
         .map_err(sql_error("read message"))
 }
 
-/// What a receive did: the messages delivered, and how many were spared dead-lettering.
+/// What a receive did: the messages delivered, the ones it dead-lettered (id, receives), and
+/// how many were spared dead-lettering.
 pub(super) struct Receipt {
     pub received: Vec<Received>,
+    pub dead_lettered: Vec<(String, i64)>,
     pub spared: usize,
 }
 
@@ -144,6 +146,7 @@ pub(super) fn receive(
         .map_err(sql_error("begin receive"))?;
     let mut out = Receipt {
         received: Vec::new(),
+        dead_lettered: Vec::new(),
         spared: 0,
     };
     {
@@ -180,6 +183,7 @@ pub(super) fn receive(
                         to_dlq
                             .execute(params![row.seq, ctx.dlq, ctx.now])
                             .map_err(sql_error("move to dead-letter queue"))?;
+                        out.dead_lettered.push((row.id, row.receive_count));
                         continue;
                     }
                     Disposition::Spare => out.spared += 1,

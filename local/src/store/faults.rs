@@ -1,22 +1,29 @@
-//! Which write failures are the storage's (a full or read-only disk, no permission, an I/O
-//! error) rather than the data's, and when the data folder last had one: the local queues read
-//! it, so an outage of the disk does not count against the messages it kept from being written.
+//! Which write failures are the machine's (a full or read-only disk, no permission, an I/O
+//! error, no file descriptor or memory left) rather than the data's, and when the data folder
+//! last had one: the local queues read it, so an outage does not count against the messages it
+//! kept from being written (they are delivered again, never dead-lettered for it).
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Whether `error` is the storage refusing writes rather than anything about what was written:
-/// the disk or a quota is full, the file system is read-only, the folder is not writable, or the
-/// device reports an I/O error.
+/// Whether `error` is the machine refusing rather than anything about what was written: the
+/// disk or a quota is full, the file system is read-only, the folder is not writable, the device
+/// reports an I/O error, or the process or system is out of file descriptors or memory (which
+/// anyone holding connections open can cause).
 pub fn is_storage_fault(error: &io::Error) -> bool {
-    use io::ErrorKind::{PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+    use io::ErrorKind::{
+        OutOfMemory, PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, StorageFull,
+    };
     const EIO: i32 = 5;
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
     matches!(
         error.kind(),
-        StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied
-    ) || error.raw_os_error() == Some(EIO)
+        StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied | OutOfMemory
+    ) || matches!(error.raw_os_error(), Some(EIO | ENOMEM | ENFILE | EMFILE))
 }
 
 /// When a write to the data folder last failed for a storage fault ([`is_storage_fault`]).

@@ -165,6 +165,9 @@ fn storage_faults_are_full_read_only_unwritable_or_failing_devices() {
         io::Error::from_raw_os_error(30),  // EROFS
         io::Error::from_raw_os_error(13),  // EACCES
         io::Error::from_raw_os_error(5),   // EIO
+        io::Error::from_raw_os_error(24),  // EMFILE: the process is out of descriptors
+        io::Error::from_raw_os_error(23),  // ENFILE: the system is
+        io::Error::from_raw_os_error(12),  // ENOMEM
         ErrorKind::StorageFull.into(),
     ] {
         assert!(is_storage_fault(&fault), "{fault}");

@@ -232,3 +232,14 @@ pub fn log_events(log: &Path, message: &str) -> Vec<serde_json::Value> {
         .map(|v| v["fields"].clone())
         .collect()
 }
+
+/// A batch of one delivery event whose `event_id` is `<tag>-<n>-0` (a timestamp in 2024).
+pub fn numbered_batch(tag: &str, n: usize) -> String {
+    serde_json::json!([{"msys": {"message_event": {
+        "type": "delivery",
+        "event_id": format!("{tag}-{n}-0"),
+        "timestamp": "1717243200",
+        "rcpt_to": "someone@example.com",
+    }}}])
+    .to_string()
+}
