@@ -50,7 +50,7 @@ pub async fn bench_writer(
         (Some(a), Some(b)) => format!("{:.3}", b - a),
         _ => "null".into(),
     };
-    println!(
+    crate::out!(
         "{{\"events\":{events},\"rows\":{rows},\"messages\":{},\"batches\":{},\"objects\":{objects},\"failed\":{failed},\"input_bytes\":{input_bytes},\"seconds\":{seconds:.4},\"cpu_seconds\":{cpu},\"events_per_second\":{:.0}}}",
         batches.iter().map(Vec::len).sum::<usize>(),
         batches.len(),

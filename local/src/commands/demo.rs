@@ -42,20 +42,20 @@ pub async fn demo(data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             let _ = stopped.await;
         },
     ));
-    println!(
+    crate::out!(
         "sparklake demo: pipeline listening on http://{addr}/, data in {}",
         data.display()
     );
     for (what, body) in [("ping", PING), ("sample batch (19 events)", SAMPLE_BATCH)] {
         let (status, answer) = post(&addr.to_string(), body).await?;
-        println!("POST {what}: {status} {answer}");
+        crate::out!("POST {what}: {status} {answer}");
         anyhow::ensure!(status == 200, "the pipeline refused the {what}");
     }
     let _ = stop.send(());
     running.await??;
     let partitions = report::partitions(&data)?;
-    println!("\n{}", report::table(&data, &partitions));
-    println!(
+    crate::out!("\n{}", report::table(&data, &partitions));
+    crate::out!(
         "Query it: duckdb -c \"SELECT event_type, count(*) FROM read_parquet('{}/parquet/*/*/*.parquet', hive_partitioning=true) GROUP BY 1\"",
         data.display()
     );

@@ -72,7 +72,8 @@ pub async fn serve(listen: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode>
     }
     info!(%addr, auth = ?config.auth.modes(), local = pipeline.local.is_some(), "sparklake serving");
     // On stdout, so scripts (and tests) that listen on port 0 learn the port.
-    println!("sparklake listening on http://{addr}/");
+    // A closed stdout does not stop the server.
+    let _ = crate::stdout::line(format_args!("sparklake listening on http://{addr}/"));
     run(pipeline, listener, config, limits, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -302,7 +302,7 @@ pub fn generate_from(
 /// `sparklake gen`: writes the files and prints what it wrote.
 pub fn run(generator: Generator, events: u64, batch_size: usize, out: &Path) -> anyhow::Result<()> {
     let s = generate_from(generator, events, batch_size, out)?;
-    println!(
+    crate::out!(
         "wrote {} files, {} events, {} bytes ({:.0} bytes/event) to {}",
         s.files,
         s.events,
