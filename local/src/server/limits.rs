@@ -18,7 +18,8 @@ pub const VARIABLES: &[&str] = &[
 /// The server's bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Open connections at once; more wait in the listen backlog until one closes.
+    /// Open connections at once; more wait in the listen backlog until one closes. Below the
+    /// common descriptor limit (`ulimit -n` 1024) with room for the data folder's files.
     pub max_connections: usize,
     /// Requests being read or handled at once; more are answered 503 with `Retry-After`.
     pub max_requests: usize,
@@ -40,7 +41,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 1024,
+            max_connections: 512,
             max_requests: 64,
             max_body_memory_bytes: 256 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
