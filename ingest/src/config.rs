@@ -66,10 +66,6 @@ impl QuarantineBudget {
         self.max
     }
 
-    pub fn used_bytes(&self) -> u64 {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// What the quarantine already holds.
     pub fn set_used(&self, bytes: u64) {
         self.used.store(bytes, std::sync::atomic::Ordering::Relaxed);

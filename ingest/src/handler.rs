@@ -50,11 +50,32 @@ impl Ingest<'_> {
         request: Request<Bytes>,
         received_at: i64,
     ) -> (Response<Bytes>, Metrics) {
+        self.measured(request, received_at, true).await
+    }
+
+    /// [`Self::handle_measured`] for a request whose head [`Self::answer_from_the_head`] has
+    /// already let through (a server that reads the body itself): the head is not checked again.
+    pub async fn handle_measured_after_head(
+        &self,
+        request: Request<Bytes>,
+        received_at: i64,
+    ) -> (Response<Bytes>, Metrics) {
+        self.measured(request, received_at, false).await
+    }
+
+    async fn measured(
+        &self,
+        request: Request<Bytes>,
+        received_at: i64,
+        check_head: bool,
+    ) -> (Response<Bytes>, Metrics) {
         // A token request is not a batch.
         let is_post = request.method() == Method::POST && !self.is_token_request(request.uri());
         let bytes = request.body().len() as u64;
         let mut metrics = Metrics::default();
-        let response = self.respond_to(request, received_at, &mut metrics).await;
+        let response = self
+            .respond_to(request, received_at, check_head, &mut metrics)
+            .await;
         let status = response.status();
         metrics.batches = u64::from(is_post && status.is_success());
         metrics.bytes = if is_post { bytes } else { 0 };
@@ -67,10 +88,11 @@ impl Ingest<'_> {
         &self,
         request: Request<Bytes>,
         received_at: i64,
+        check_head: bool,
         metrics: &mut Metrics,
     ) -> Response<Bytes> {
         let (parts, body) = request.into_parts();
-        if let Some(answer) = self.answer_before_the_body(&parts) {
+        if check_head && let Some(answer) = self.answer_before_the_body(&parts) {
             return answer;
         }
         if self.is_token_request(&parts.uri) {
@@ -310,10 +332,7 @@ impl Ingest<'_> {
         if body.len() > max {
             return Err(Refusal::TooLarge);
         }
-        let encoding = headers
-            .get(CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-        match encoding.as_deref() {
+        match content_encoding(headers).as_deref() {
             None | Some("" | "identity") => Ok(body),
             Some("gzip" | "x-gzip") => {
                 let mut out =
@@ -494,14 +513,23 @@ struct Received<'a> {
     at: i64,
 }
 
-fn is_gzip(headers: &http::HeaderMap) -> bool {
+/// The request's `Content-Encoding`, trimmed and lower-cased (`?` when it is not text).
+fn content_encoding(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "gzip" | "x-gzip"))
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
 }
 
-fn respond(status: StatusCode, message: &str) -> Response<Bytes> {
+fn is_gzip(headers: &http::HeaderMap) -> bool {
+    matches!(
+        content_encoding(headers).as_deref(),
+        Some("gzip" | "x-gzip")
+    )
+}
+
+/// A JSON answer: `message` as it is when it is a JSON object, else `{"error": message}`; a 503
+/// carries `Retry-After`.
+pub fn respond(status: StatusCode, message: &str) -> Response<Bytes> {
     let body = if message.starts_with('{') {
         message.to_owned()
     } else {

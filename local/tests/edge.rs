@@ -28,15 +28,6 @@ fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
     Server::start(command)
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Reads what the server sends within `limit` (until it closes, or the limit): a bound on a
 /// hang, not a timing assertion.
 async fn read_for(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
@@ -81,7 +72,7 @@ async fn a_request_without_the_credential_is_refused_on_its_head() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]);
     let addr = server.addr.clone();
-    let before = rss_kb(server.child.id());
+    let before = support::process::rss_kb(server.child.id()).unwrap();
     let mut held = Vec::new();
     for i in 0..200 {
         let mut stream = TcpStream::connect(&addr).await.unwrap();
@@ -107,7 +98,9 @@ async fn a_request_without_the_credential_is_refused_on_its_head() {
         assert!(text.starts_with("HTTP/1.1 401"), "{text}");
         assert!(!text.contains("100 Continue"), "{text}");
     }
-    let grown = rss_kb(server.child.id()).saturating_sub(before);
+    let grown = support::process::rss_kb(server.child.id())
+        .unwrap()
+        .saturating_sub(before);
     eprintln!("RSS {before} kB before, grew {grown} kB with 200 refused 9 MB heads held open");
     assert!(
         grown < 64 * 1024,

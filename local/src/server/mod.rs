@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
+use http::header::{CONNECTION, TRANSFER_ENCODING};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -255,7 +255,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
             let answer = shared
                 .pipeline
                 .ingest(&shared.config)
-                .handle_measured(request, received_at)
+                .handle_measured_after_head(request, received_at)
                 .await;
             drop(reservation);
             answer
@@ -285,19 +285,7 @@ fn refuse(shared: &Shared, status: StatusCode, message: &str, close: bool) -> An
         failures: u64::from(status.is_server_error()),
         ..Metrics::default()
     });
-    let mut response = Response::new(Bytes::from(
-        serde_json::json!({ "error": message }).to_string(),
-    ));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static(ingest::handler::RETRY_AFTER_SECS),
-        );
-    }
-    full(response, close)
+    full(ingest::handler::respond(status, message), close)
 }
 
 fn full(response: Response<Bytes>, close: bool) -> Answer {

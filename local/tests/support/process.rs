@@ -145,9 +145,18 @@ pub fn alive(child: &mut Child) -> bool {
 
 /// The peak resident memory (`VmHWM`, kB) of a running process, from /proc.
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "VmHWM:")
+}
+
+/// The resident memory now (`VmRSS`, kB) of a running process, from /proc.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| {
-        l.strip_prefix("VmHWM:")
+        l.strip_prefix(field)
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     })
 }
