@@ -2,7 +2,8 @@
 # The project's test command: formatting and lints, the SAM template (cfn-lint, sam validate,
 # its wiring tests), the day-one queries in DuckDB and the operator scripts, the engine-
 # compatibility test (tests/compat: Spark's Hive SerDes and native reader, OpenCSVSerde and
-# pyarrow over the same lake), then every Rust test with the AWS tests against moto's server on
+# pyarrow over the same lake), the deploy rehearsal (scripts/rehearse with the Lambda zips, and
+# the broken templates of tests/rehearsal), then every Rust test with the AWS tests against moto's server on
 # a free 127.0.0.1 port, then a short smoke of the fuzz targets (scripts/fuzz.sh --smoke: build,
 # replay fuzz/corpus, 20 s per target).
 # Long runs only when asked: SPARKLAKE_FUZZ_LONG=1 runs `scripts/fuzz.sh --long` (10 million
@@ -10,7 +11,7 @@
 # (scripts/load; results in BENCHMARKS.md), SPARKLAKE_CRASH_ROUNDS / SPARKLAKE_FAULTS_EVENTS the
 # longer crash and fault runs (RELIABILITY.md).
 # Needs the Rust toolchain (cargo, rustfmt, clippy) and python3; everything else (moto[server],
-# cfn-lint, aws-sam-cli, duckdb, pytest, pyspark, pyarrow) goes into a cached virtualenv,
+# cfn-lint, aws-sam-cli, duckdb, pytest, pyspark, pyarrow, cargo-lambda) goes into a cached virtualenv,
 # ~/.cache/sparklake/venv, and Java 17 from Debian's openjdk-17-jre-headless where missing.
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
@@ -52,6 +53,16 @@ SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" PYTHONDONTWRITEBYTECODE=1 \
 # from template.yaml's own DDL, against pyarrow (tests/compat/run.sh installs what it needs).
 echo "== tests/compat (Spark, Hive SerDes, pyarrow)"
 SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" tests/compat/run.sh 2>&1 | tee -a "$pylog"
+
+# The deploy rehearsal: the Lambda zips (this machine's arch, plain cargo) run under an emulated
+# Lambda Runtime API with template.yaml's wiring and IAM in moto (scripts/rehearse), then each
+# of the deliberately broken templates listed in tests/rehearsal must fail it.
+case "$(uname -m)" in aarch64 | arm64) lambda_arch=arm64 ;; *) lambda_arch=x86_64 ;; esac
+echo "== scripts/build-lambda.sh --arch $lambda_arch --compiler cargo"
+scripts/build-lambda.sh --arch "$lambda_arch" --compiler cargo --out "$CARGO_TARGET_DIR/lambda-zips"
+echo "== pytest tests/rehearsal (scripts/rehearse and its breakages)"
+SPARKLAKE_LAMBDA_ZIPS="$CARGO_TARGET_DIR/lambda-zips/$lambda_arch" SPARKLAKE_BIN="$CARGO_TARGET_DIR/debug/sparklake" \
+  PYTHONDONTWRITEBYTECODE=1 "$SPARKLAKE_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/rehearsal 2>&1 | tee -a "$pylog"
 
 echo "== cargo test"
 # The crash test checks the de-duplicating view in DuckDB through scripts/query; here the
