@@ -49,7 +49,7 @@ PARAMETERS = {
     "PublicSubnetIds": "subnet-0rehearsala,subnet-0rehearsalb",
     "CertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/00000000-0000-0000-0000-rehearsal000",
     "AuthMode": "bearer",
-    "WriterBatchingWindowSeconds": "2",
+    "WriterBatchingWindowSeconds": "1",
     "CompactMinObjects": "2",
     "CompactSettleSeconds": "0",
 }
@@ -748,6 +748,8 @@ class Rehearsal:
             self.logs.close()
             if self.moto:
                 self.moto.stop()
+            # The unpacked functions go either way (the logs stay when kept or failed).
+            shutil.rmtree(self.work / "functions", ignore_errors=True)
         kept = f" (logs in {self.work})" if self.args.keep or self.args.work else ""
         say(f"passed in {time.monotonic() - started:.1f} s{kept}")
 
