@@ -592,40 +592,53 @@ class Rehearsal:
 
     # -- poison -> DLQ -> redrive ------------------------------------------------------------
     def poison(self):
-        writer_queue = next(m for m in self.deployment.mappings if self.function_by_name(m["FunctionName"]) == "WriterFunction")
-        queue_logical, url = self.queue_by_arn(writer_queue["EventSourceArn"])
-        qp = self.stack.properties(queue_logical)
-        policy = qp.get("RedrivePolicy")
-        if not policy:
-            raise Failed(f"{queue_logical} has no RedrivePolicy: a poison message would be retried for its whole retention")
-        dlq_logical, dlq_url = self.queue_by_arn(policy["deadLetterTargetArn"])
+        """An unreadable message on each consumer's queue: reported failed every time, it must
+        reach the queue's DLQ after maxReceiveCount receives (SQS's clock skips each visibility
+        timeout), and scripts/redrive must bring it back."""
         sqs = self.admin("sqs")
-        poison_id = sqs.send_message(QueueUrl=url, MessageBody="this is not a sparklake message")["MessageId"]
-        visibility = int(qp.get("VisibilityTimeout", 30))
-        poller = next(p for p in self.pollers if p.url == url)
 
         def depth(u):
             a = sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
             return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
 
-        receives = 0
-        for _ in range(int(policy["maxReceiveCount"]) + 2):
-            if depth(dlq_url)[0] == 1:
+        targets = []
+        for m in self.deployment.mappings:
+            fn_logical = self.function_by_name(m["FunctionName"])
+            queue_logical, url = self.queue_by_arn(m["EventSourceArn"])
+            qp = self.stack.properties(queue_logical)
+            policy = qp.get("RedrivePolicy")
+            if not policy:
+                raise Failed(f"{queue_logical} has no RedrivePolicy: a poison message would be retried for its whole retention")
+            dlq_logical, dlq_url = self.queue_by_arn(policy["deadLetterTargetArn"])
+            sent = sqs.send_message(QueueUrl=url, MessageBody=f"this is not a sparklake message ({fn_logical})")
+            targets.append({"fn": fn_logical, "queue": queue_logical, "url": url, "dlq": dlq_logical, "dlq_url": dlq_url,
+                            "poller": next(p for p in self.pollers if p.url == url), "id": sent["MessageId"],
+                            "visibility": int(qp.get("VisibilityTimeout", 30)),
+                            "max": int(policy["maxReceiveCount"]), "receives": 0, "dead": False})
+
+        for _ in range(max(t["max"] for t in targets) + 2):
+            pending = [t for t in targets if not t["dead"]]
+            if not pending:
                 break
-            # The writer takes it and reports it failed; it stays in flight for the visibility
-            # timeout, which the clock then skips.
-            self.wait_for("the writer to answer for the poison message",
-                          lambda: poller.finished.get(poison_id, 0) > receives or depth(dlq_url)[0] == 1,
-                          self.args.timeout)
-            if depth(dlq_url)[0] == 1:
-                break
-            receives += 1
-            if depth(url) == (0, 0):
-                raise Failed(f"the poison message left {queue_logical} without reaching {dlq_logical}: "
-                             "deleted although the writer reported it failed")
-            self.moto.advance(visibility + 1)
-        self.wait_for(f"the poison message in {dlq_logical}", lambda: depth(dlq_url)[0] == 1, self.args.timeout)
-        say(f"poison: unreadable message failed {receives} times, moved to {dlq_logical} after maxReceiveCount {policy['maxReceiveCount']}")
+            for t in pending:
+                # The function takes it and reports it failed; it stays in flight for the
+                # queue's visibility timeout.
+                self.wait_for(f"{t['fn']} to answer for the poison message on {t['queue']}",
+                              lambda: t["poller"].finished.get(t["id"], 0) > t["receives"] or depth(t["dlq_url"])[0] == 1,
+                              self.args.timeout)
+                if depth(t["dlq_url"])[0] == 1:
+                    t["dead"] = True
+                    continue
+                t["receives"] += 1
+                if depth(t["url"]) == (0, 0):
+                    raise Failed(f"the poison message left {t['queue']} without reaching {t['dlq']}: "
+                                 f"deleted although {t['fn']} reported it failed")
+            self.moto.advance(max(t["visibility"] for t in pending) + 1)
+        for t in targets:
+            self.wait_for(f"the poison message in {t['dlq']}", lambda: depth(t["dlq_url"])[0] == 1, self.args.timeout)
+            say(f"poison: an unreadable message on {t['queue']} failed {t['receives']} times in {t['fn']}, "
+                f"then moved to {t['dlq']} (maxReceiveCount {t['max']})")
+
         outputs = self.stack.outputs()
         env = dict(os.environ, SPARKLAKE_STACK_OUTPUTS=json.dumps(outputs), AWS_ENDPOINT_URL=self.moto.url,
                    AWS_ACCESS_KEY_ID=self.operator_credentials["AccessKeyId"],
@@ -634,17 +647,16 @@ class Rehearsal:
         env.pop("AWS_SESSION_TOKEN", None)
         if self.args.sparklake:
             env["SPARKLAKE_BIN"] = self.args.sparklake
-        done = subprocess.run([str(ROOT / "scripts" / "redrive"), "--stack", STACK, "--queue", "events"],
+        done = subprocess.run([str(ROOT / "scripts" / "redrive"), "--stack", STACK, "--queue", "all"],
                               env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise Failed(f"scripts/redrive failed ({done.returncode}): {done.stderr[-1500:]}")
-        self.wait_for(f"{dlq_logical} to be empty after the redrive", lambda: depth(dlq_url)[0] == 0, 10)
-        self.wait_for(f"the writer to take the redriven message from {queue_logical}",
-                      lambda: sum(depth(url)) == 1, self.args.timeout)
-        say(f"redrive: scripts/redrive --stack {STACK} --queue events moved it back to {queue_logical}; the writer took it again")
-        # It fails again, as it should: let it leave the queue for the DLQ once more so the
-        # lake checks below see a quiet pipeline.
-        self.redriven_url = url
+        for t in targets:
+            self.wait_for(f"{t['dlq']} to be empty after the redrive", lambda: depth(t["dlq_url"])[0] == 0, 10)
+            self.wait_for(f"{t['fn']} to take the redriven message from {t['queue']}",
+                          lambda: sum(depth(t["url"])) == 1, self.args.timeout)
+        say(f"redrive: scripts/redrive --stack {STACK} --queue all moved them back to "
+            + " and ".join(t["queue"] for t in targets) + "; each was taken again")
 
     # -- the schedule -----------------------------------------------------------------------
     def scheduled(self):
