@@ -13,7 +13,6 @@ import json
 import re
 
 NO_VALUE = object()
-PSEUDO = {"AWS::NoValue"}
 
 
 class TemplateError(Exception):

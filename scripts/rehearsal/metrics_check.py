@@ -136,8 +136,6 @@ def dashboard_metrics(logical, body):
     for n, widget in enumerate(doc.get("widgets", [])):
         props = widget.get("properties", {})
         title = props.get("title", f"widget {n}")
-        for a in props.get("annotations", {}).get("alarms", []) or []:
-            pass  # alarm ARNs: alarms are checked themselves
         previous = None
         for entry in props.get("metrics", []) or []:
             where = f"{logical} / {title}"
@@ -160,25 +158,24 @@ def dashboard_metrics(logical, body):
 
 def check(rehearsal, say):
     catalog = Catalog(rehearsal)
-    problems, checked = [], 0
-    for logical, p in rehearsal.deployment.alarms.items():
-        for where, ns, metric, dims in alarm_metrics(logical, p):
-            checked += 1
-            try:
-                catalog.check(where, ns, metric, dims)
-            except ValueError as e:
-                problems.append(str(e))
-    widgets = 0
-    for logical, body in rehearsal.deployment.dashboards.items():
+    problems = []
+
+    def hold(metrics):
+        """Checks each (where, namespace, metric, dimensions); returns how many there were."""
+        n = 0
         try:
-            for where, ns, metric, dims in dashboard_metrics(logical, body):
-                widgets += 1
+            for where, ns, metric, dims in metrics:
+                n += 1
                 try:
                     catalog.check(where, ns, metric, dims)
                 except ValueError as e:
                     problems.append(str(e))
-        except ValueError as e:
+        except ValueError as e:  # a dashboard entry that is no metric at all
             problems.append(str(e))
+        return n
+
+    checked = sum(hold(alarm_metrics(logical, p)) for logical, p in rehearsal.deployment.alarms.items())
+    widgets = sum(hold(dashboard_metrics(logical, body)) for logical, body in rehearsal.deployment.dashboards.items())
     if problems:
         raise Failed("metrics that do not exist:\n  " + "\n  ".join(problems))
     if not rehearsal.deployment.dashboards:

@@ -10,7 +10,9 @@ they arrive under the prefix taken literally; here the prefix's `!{timestamp:...
 are evaluated, CompressionFormat GZIP is applied and the delivery is refused unless the stream's
 role allows s3:PutObject on the object, as Firehose's delivery is. And SQS reads the time through
 an offset kept in CLOCK_FILE (seconds), so the rehearsal can let a visibility timeout pass
-without waiting for it.
+without waiting for it. The other differences from AWS it corrects are described where they are
+corrected below; every refusal by IAM is printed on stderr (with REHEARSAL_DEBUG=1, a failed
+signature check also prints the request's method, path and header names).
 """
 
 import gzip
@@ -286,7 +288,9 @@ def check_signature(self):
     except Exception:
         print(f"IAM SIGNATURE MISMATCH: {self._action} by {getattr(self._access_key, 'arn', '?')}", file=sys.stderr, flush=True)
         if os.environ.get("REHEARSAL_DEBUG"):
-            print(f"  {self._method} {self._path} {dict(self._headers)} body {len(self._body or b'')} bytes", file=sys.stderr, flush=True)
+            # What was signed, without the credential's values.
+            names = sorted(k for k in self._headers if k.lower() not in ("authorization", "x-amz-security-token"))
+            print(f"  {self._method} {self._path} headers {names} body {len(self._body or b'')} bytes", file=sys.stderr, flush=True)
         raise
 
 

@@ -98,7 +98,7 @@ BREAKAGES = [
      "WriterQueue has no RedrivePolicy"),
     ("the writer's event source without ReportBatchItemFailures",
      within("  WriterFunction", "            FunctionResponseTypes: [ReportBatchItemFailures]\n", ""),
-     "deleted although the writer reported it failed"),
+     "deleted although WriterFunction reported it failed"),
     ("the writer queue's visibility timeout below the writer's timeout",
      within("  WriterQueue", "VisibilityTimeout: 1200", "VisibilityTimeout: 60"),
      "visibility timeout 60 s is less than the function timeout 120 s"),
