@@ -730,9 +730,9 @@ class Rehearsal:
                         raise Failed(f"{logical}: a {stream} line is not JSON (LogFormat JSON): {text[:300]}")
                     if self.token in text:
                         raise Failed(f"{logical}: the webhook token appears in its log")
-            for fn in [self.functions[logical]]:
-                if fn.max_rss_kb > fn.memory * 1024:
-                    raise Failed(f"{logical}: used {fn.max_rss_kb // 1024} MB, over its MemorySize {fn.memory} MB")
+            fn = self.functions[logical]
+            if fn.max_rss_kb > fn.memory * 1024:
+                raise Failed(f"{logical}: used {fn.max_rss_kb // 1024} MB, over its MemorySize {fn.memory} MB")
         say(f"logs: {len(self.logs.lines)} lines, every one JSON, no token; " + ", ".join(
             f"{lg} max {f.max_rss_kb // 1024}/{f.memory} MB" for lg, f in self.functions.items()))
 
