@@ -30,6 +30,18 @@ pub struct OutboundMessage {
     pub attributes: Attributes,
 }
 
+impl OutboundMessage {
+    /// The message as a queue delivers it the first time, under `id`.
+    pub fn delivered(self, id: String) -> InboundMessage {
+        InboundMessage {
+            id,
+            body: self.body,
+            attributes: self.attributes,
+            receive_count: 1,
+        }
+    }
+}
+
 /// A message received from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {

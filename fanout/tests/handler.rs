@@ -41,12 +41,7 @@ fn type_of(element: &Json) -> String {
 fn deliver(sent: Vec<OutboundMessage>, queue: &str) -> Vec<InboundMessage> {
     sent.into_iter()
         .enumerate()
-        .map(|(n, m)| InboundMessage {
-            id: format!("{queue}-{n}"),
-            body: m.body,
-            attributes: m.attributes,
-            receive_count: 1,
-        })
+        .map(|(n, m)| m.delivered(format!("{queue}-{n}")))
         .collect()
 }
 

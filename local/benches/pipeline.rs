@@ -153,12 +153,7 @@ fn writer_call(c: &mut Criterion) {
         .into_sent()
         .into_iter()
         .enumerate()
-        .map(|(i, m)| InboundMessage {
-            id: format!("m{i}"),
-            body: m.body,
-            attributes: m.attributes,
-            receive_count: 1,
-        })
+        .map(|(i, m)| m.delivered(format!("m{i}")))
         .collect();
     let parquet = ParquetEncoder::default();
     let store = MemoryStore::default();

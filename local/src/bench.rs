@@ -114,12 +114,7 @@ fn writer_batches(
         events += count;
         input_bytes += message.body.len();
         if let Some(batch) = batches.last_mut() {
-            batch.push(InboundMessage {
-                id: format!("m{n:08}"),
-                body: message.body,
-                attributes: message.attributes,
-                receive_count: 1,
-            });
+            batch.push(message.delivered(format!("m{n:08}")));
         }
     }
     (batches, events, input_bytes)

@@ -87,6 +87,7 @@ class Moto:
         self.clock.write_text("0")
         self.offset = 0.0
         self.log = open(work / "moto.log", "wb")
+        self.scanned, self.refused, self.undelivered = 0, [], []
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "moto_aws.py"), str(self.port), str(self.clock)],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=str(work))
@@ -118,14 +119,28 @@ class Moto:
                 self.proc.kill()
         self.log.close()
 
-    def denials(self, work):
-        """What IAM refused, as moto_aws.py logs it."""
-        return [line for line in (work / "moto.log").read_text(errors="replace").splitlines()
-                if line.startswith("IAM ")]
+    def _scan(self):
+        """moto_aws.py's own lines (IAM refusals, failed Firehose deliveries), read from where
+        the last scan stopped."""
+        with open(self.log.name, "rb") as f:
+            f.seek(self.scanned)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next scan
+        self.scanned += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            if line.startswith("IAM "):
+                self.refused.append(line)
+            elif line.startswith("FIREHOSE DELIVERY FAILED"):
+                self.undelivered.append(line)
 
-    def firehose_failures(self, work):
-        return [line for line in (work / "moto.log").read_text(errors="replace").splitlines()
-                if line.startswith("FIREHOSE DELIVERY FAILED")]
+    def denials(self):
+        """What IAM refused, as moto_aws.py logs it."""
+        self._scan()
+        return self.refused
+
+    def firehose_failures(self):
+        self._scan()
+        return self.undelivered
 
 
 def clients_for(moto, credentials):
@@ -365,7 +380,7 @@ class Rehearsal:
                 f"max concurrency {concurrency or '-'} (one warm instance here), item failures {'on' if poller.partial else 'off'}")
 
     def check_fast(self):
-        denied = self.moto.denials(self.work)
+        denied = self.moto.denials()
         if denied:
             raise Failed(f"IAM refused a call: {denied[0]}")
         if self.logs.denied:
@@ -579,7 +594,7 @@ class Rehearsal:
                         doc = json.loads(line)
                         (inner,) = doc["msys"].values()
                         seen.add((inner["type"], inner.get("event_id") or inner.get("sms_dst")))
-            failures = self.moto.firehose_failures(self.work)
+            failures = self.moto.firehose_failures()
             if failures:
                 raise Failed(failures[0])
             return seen >= set(self.events_posted)
@@ -874,7 +889,7 @@ def main():
     except (Failed, TemplateError) as e:
         print(f"rehearse: FAILED: {e}", file=sys.stderr, flush=True)
         if rehearsal.moto:
-            for line in rehearsal.moto.denials(rehearsal.work)[:5]:
+            for line in rehearsal.moto.denials()[:5]:
                 print(f"rehearse: moto: {line}", file=sys.stderr, flush=True)
         print(f"rehearse: logs in {rehearsal.work}", file=sys.stderr, flush=True)
         return 1

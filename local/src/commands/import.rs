@@ -57,12 +57,13 @@ pub async fn import(pipeline: &Pipeline, files: &[PathBuf]) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads `file` as the ingest handler's request, and prints its answer; whether it was taken.
+/// Reads `file` as the ingest handler's request, and prints its answer; whether it was taken,
+/// and the bytes read.
 async fn ingest_file(
     ingest: &Ingest<'_>,
     pipeline: &Pipeline,
     file: &PathBuf,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<(bool, usize)> {
     let body = tokio::fs::read(file)
         .await
         .with_context(|| format!("reading {}", file.display()))?;
@@ -71,6 +72,7 @@ async fn ingest_file(
     if file.extension().is_some_and(|e| e == "gz") {
         request = request.header(http::header::CONTENT_ENCODING, "gzip");
     }
+    let read = body.len();
     let (response, metrics) = ingest
         .handle_measured(request.body(Bytes::from(body))?, now_millis())
         .await;
@@ -82,7 +84,7 @@ async fn ingest_file(
         status.as_u16(),
         String::from_utf8_lossy(response.body())
     );
-    Ok(status.is_success())
+    Ok((status.is_success(), read))
 }
 
 /// The queue path: every file enqueued by ingest, fanout and writer draining the queues every
@@ -93,13 +95,14 @@ async fn through_queues(
     files: &[PathBuf],
 ) -> anyhow::Result<usize> {
     let ingest = pipeline.ingest(config);
-    let (mut refused, mut pending) = (0, 0u64);
+    let (mut refused, mut pending) = (0, 0);
     for file in files {
-        if !ingest_file(&ingest, pipeline, file).await? {
+        let (taken, read) = ingest_file(&ingest, pipeline, file).await?;
+        if !taken {
             refused += 1;
         }
-        pending += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-        if pending >= IMPORT_DRAIN_BYTES as u64 {
+        pending += read;
+        if pending >= IMPORT_DRAIN_BYTES {
             pipeline.drain().await?;
             pending = 0;
         }
@@ -137,12 +140,7 @@ fn inbound(messages: Vec<OutboundMessage>, prefix: &str) -> Vec<InboundMessage> 
     messages
         .into_iter()
         .enumerate()
-        .map(|(n, m)| InboundMessage {
-            id: format!("{prefix}-{n}"),
-            body: m.body,
-            attributes: m.attributes,
-            receive_count: 1,
-        })
+        .map(|(n, m)| m.delivered(format!("{prefix}-{n}")))
         .collect()
 }
 
@@ -177,7 +175,7 @@ async fn ingest_and_fanout(
     let mut pending: Vec<InboundMessage> = Vec::new();
     let mut refused = 0;
     for (n, file) in files.iter().enumerate() {
-        if !ingest_file(&ingest, pipeline, file).await? {
+        if !ingest_file(&ingest, pipeline, file).await?.0 {
             refused += 1;
         }
         let mut messages = inbound(ingested.take(), &format!("{run}-file{n}"));
