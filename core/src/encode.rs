@@ -6,6 +6,7 @@
 //! form every engine reads without a setting of its own).
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ pub enum EncodeError {
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("writing CSV: {0}")]
-    Csv(#[from] csv::Error),
+    Csv(#[from] std::io::Error),
 }
 
 /// Rows as one Arrow record batch with the pipeline's schema (for readers of the rows in
@@ -206,8 +207,37 @@ impl ParquetEncoder {
     }
 
     /// Rows as one Parquet file of one row group.
+    ///
+    /// A compressed column that is null in every row is stored uncompressed: its one page is a
+    /// few bytes of definition levels either way, and a zstd codec (a compression and a
+    /// decompression context, which the parquet crate builds for every compressed column
+    /// chunk) cost more than the rest of such a column's encoding in the writer's profile.
     pub fn encode(&self, rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-        let mut stream = self.stream(Vec::with_capacity(rows.len() * 256 + 8192))?;
+        let empty: Vec<&Column> = COLUMNS
+            .iter()
+            .filter(|c| c.encoding.compressed && rows.iter().all(|r| is_null((c.read)(r))))
+            .collect();
+        let properties = if empty.is_empty() {
+            self.properties.clone()
+        } else {
+            let mut builder = self.properties.as_ref().clone().into_builder();
+            for column in empty {
+                builder = builder.set_column_compression(
+                    ColumnPath::from(column.name),
+                    Compression::UNCOMPRESSED,
+                );
+            }
+            Arc::new(builder.build())
+        };
+        let mut stream = ParquetStream {
+            file: SerializedFileWriter::new(
+                Vec::with_capacity(rows.len() * 256 + 8192),
+                self.schema.clone(),
+                properties,
+            )?,
+            timestamps: self.timestamps,
+            levels: Vec::new(),
+        };
         stream.write_row_group(rows)?;
         stream.finish()
     }
@@ -414,6 +444,17 @@ pub fn timestamps_as_millis(schema: &arrow::datatypes::Schema) -> arrow::datatyp
     Arc::new(Schema::new(fields))
 }
 
+fn is_null(value: Value<'_>) -> bool {
+    matches!(
+        value,
+        Value::Text(None)
+            | Value::Int(None)
+            | Value::Float(None)
+            | Value::OptBool(None)
+            | Value::Millis(None)
+    )
+}
+
 /// The values `pick` finds, with a definition level per row in `levels` (1 present, 0 null).
 fn present<'v, T>(
     values: impl Iterator<Item = Value<'v>>,
@@ -458,64 +499,130 @@ pub fn int96_of_millis(millis: i64) -> Int96 {
 /// become the two characters `\r` and `\n`; JSON columns are written on one line (see
 /// [`one_line_json`]), which needs no escaping since JSON strings cannot hold a raw line break.
 pub fn encode_csv(rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-    let mut stream = CsvStream::new(Vec::with_capacity(rows.len() * 512 + 1024))?;
-    stream.write_rows(rows)?;
-    stream.finish()
+    let mut out = Vec::with_capacity(rows.len() * 1024 + 1024);
+    csv_header(&mut out);
+    for row in rows {
+        csv_record(&mut out, row);
+    }
+    Ok(out)
 }
 
 /// A CSV file written to `out` as [`encode_csv`] writes it, rows appended as they come (the
 /// compactor's outputs): the header first.
+///
+/// The output is byte for byte what the `csv` crate writes with CRLF terminators and its default
+/// `QuoteStyle::Necessary` (a unit test holds the two together): a field is quoted when it
+/// holds a comma, a quote, CR or LF, and a quote inside is doubled. Written here rather than
+/// through the crate because its general-purpose writer (a per-byte state machine, an
+/// allocation per number and timestamp) was most of the CSV time.
 pub struct CsvStream<W: std::io::Write> {
-    writer: csv::Writer<W>,
+    out: W,
+    buf: Vec<u8>,
 }
+
+/// Records are gathered up to this many bytes before they are written to the output.
+const CSV_CHUNK: usize = 64 * 1024;
 
 impl<W: std::io::Write> CsvStream<W> {
     pub fn new(out: W) -> Result<Self, EncodeError> {
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(out);
-        writer.write_record(COLUMNS.iter().map(|c| c.name))?;
-        Ok(Self { writer })
+        let mut buf = Vec::with_capacity(CSV_CHUNK + 8192);
+        csv_header(&mut buf);
+        Ok(Self { out, buf })
     }
 
     pub fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<(), EncodeError> {
-        let mut record: Vec<Cow<'_, str>> = Vec::with_capacity(COLUMNS.len());
         for row in rows {
-            record.clear();
-            record.extend(COLUMNS.iter().map(|c| csv_field(c.kind, (c.read)(row))));
-            self.writer
-                .write_record(record.iter().map(|f| f.as_bytes()))?;
+            csv_record(&mut self.buf, row);
+            if self.buf.len() >= CSV_CHUNK {
+                self.drain()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Hands what is gathered to the output.
+    fn drain(&mut self) -> Result<(), EncodeError> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
         Ok(())
     }
 
     /// The output, once everything written so far has reached it.
     pub fn flushed(&mut self) -> Result<&W, EncodeError> {
-        self.writer.flush().map_err(csv::Error::from)?;
-        Ok(self.writer.get_ref())
+        self.drain()?;
+        self.out.flush()?;
+        Ok(&self.out)
     }
 
-    pub fn finish(self) -> Result<W, EncodeError> {
-        self.writer
-            .into_inner()
-            .map_err(|e| csv::Error::from(e.into_error()).into())
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        self.drain()?;
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 
-fn csv_field(kind: Kind, value: Value<'_>) -> Cow<'_, str> {
+/// The header record: the column names.
+fn csv_header(out: &mut Vec<u8>) {
+    for (i, column) in COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_text(out, column.name.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One row's record.
+fn csv_record(out: &mut Vec<u8>, row: &Row<'_>) {
+    for (i, column) in COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_field(out, column.kind, (column.read)(row));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One field's text, quoted when it needs to be (see [`CsvStream`]).
+fn csv_field(out: &mut Vec<u8>, kind: Kind, value: Value<'_>) {
     match value {
         Value::Text(None)
         | Value::Int(None)
         | Value::Float(None)
         | Value::Millis(None)
-        | Value::OptBool(None) => Cow::Borrowed(""),
-        Value::Text(Some(t)) if kind == Kind::Json => one_line_json(t),
-        Value::Text(Some(t)) => escape_line_breaks(t),
-        Value::Int(Some(i)) => Cow::Owned(i.to_string()),
-        Value::Float(Some(f)) => Cow::Owned(f.to_string()),
-        Value::Bool(b) | Value::OptBool(Some(b)) => Cow::Borrowed(if b { "true" } else { "false" }),
-        Value::Millis(Some(m)) => Cow::Owned(format_millis(m)),
+        | Value::OptBool(None) => {}
+        Value::Text(Some(t)) if kind == Kind::Json => csv_text(out, one_line_json(t).as_bytes()),
+        Value::Text(Some(t)) => csv_text(out, escape_line_breaks(t).as_bytes()),
+        Value::Int(Some(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(Some(f)) => {
+            let _ = write!(out, "{f}");
+        }
+        Value::Bool(b) | Value::OptBool(Some(b)) => {
+            out.extend_from_slice(if b { b"true" } else { b"false" })
+        }
+        Value::Millis(Some(m)) => out.extend_from_slice(format_millis(m).as_bytes()),
     }
+}
+
+/// `text` as a CSV field: as it is, or in quotes with each quote doubled when it holds a comma,
+/// a quote, CR or LF.
+fn csv_text(out: &mut Vec<u8>, text: &[u8]) {
+    if memchr::memchr3(b',', b'"', b'\n', text).is_none() && memchr::memchr(b'\r', text).is_none() {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.reserve(text.len() + 16);
+    out.push(b'"');
+    let mut rest = text;
+    while let Some(at) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=at]);
+        out.push(b'"');
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 /// JSON text on one line. In valid JSON a raw CR or LF can only be whitespace between tokens
@@ -558,6 +665,117 @@ mod tests {
 
     const BATCH: &str = r#"[{"msys":{"track_event":{"type":"click","event_id":"1","timestamp":"1454442600","geo_ip":{"latitude":1.5,"longitude":-2.25}}}},
         {"msys":{"message_event":{"type":"delivery","event_id":"2","timestamp":"253402300799999"}}}]"#;
+
+    /// The CSV as the `csv` crate writes the same fields (CRLF, `QuoteStyle::Necessary`): what
+    /// every CSV object was before the encoder was written by hand, and what readers were
+    /// tested with.
+    fn csv_by_the_crate(rows: &[Row<'_>]) -> Vec<u8> {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        writer
+            .write_record(COLUMNS.iter().map(|c| c.name))
+            .expect("header");
+        for row in rows {
+            let record: Vec<String> = COLUMNS
+                .iter()
+                .map(|c| {
+                    let mut field = Vec::new();
+                    match (c.read)(row) {
+                        Value::Text(Some(t)) if c.kind == Kind::Json => {
+                            field.extend_from_slice(one_line_json(t).as_bytes())
+                        }
+                        Value::Text(Some(t)) => {
+                            field.extend_from_slice(escape_line_breaks(t).as_bytes())
+                        }
+                        Value::Int(Some(i)) => field.extend_from_slice(i.to_string().as_bytes()),
+                        Value::Float(Some(f)) => field.extend_from_slice(f.to_string().as_bytes()),
+                        Value::Bool(b) | Value::OptBool(Some(b)) => {
+                            field.extend_from_slice(b.to_string().as_bytes())
+                        }
+                        Value::Millis(Some(m)) => {
+                            field.extend_from_slice(format_millis(m).as_bytes())
+                        }
+                        _ => {}
+                    }
+                    String::from_utf8(field).expect("utf-8")
+                })
+                .collect();
+            writer.write_record(&record).expect("record");
+        }
+        writer.into_inner().expect("flushed")
+    }
+
+    #[test]
+    fn csv_is_what_the_csv_crate_writes() {
+        let mut texts: Vec<String> = Vec::new();
+        for path in [
+            "sparkpost/batch.json",
+            "documented/message_events.json",
+            "documented/track_events.json",
+            "documented/ab_test_events.json",
+            "documented/ingest_events.json",
+            "drift/numbers.json",
+            "drift/timestamps.json",
+            "drift/unknown.json",
+        ] {
+            let file = format!("{}/../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+            texts.push(std::fs::read_to_string(&file).expect("fixture"));
+        }
+        // Every character that decides quoting, at the start, the end and alone, in text, in
+        // JSON columns and in `raw`; numbers and floats of every shape.
+        texts.push(
+            r#"[{"msys":{"message_event":{"type":"bounce","event_id":"a,b","subject":"\"quoted\" and, comma","reason":"line\r\nbreak","campaign_id":",","template_id":"\"","ip_pool":"","rcpt_tags":["x,y","\"z\""],"rcpt_meta":{"k":"v\n"},"num_retries":"-0","msg_size":1e3,"geo_ip":{"latitude":-0.0,"longitude":1e300},"timestamp":"2016-02-02T19:50:00.123Z"}},"cust":"a\"b"},
+            {"msys":{"track_event":{"type":"click","subject":"ends with a quote\"","user_agent":"\r","target_link_url":"http://x/?a=1,2","geo_ip":{"latitude":12.5,"longitude":123456789.125}}}},
+            {"msys":{"message_event":{"type":"delivery"}}
+            ,"x":"\n"}]"#
+                .into(),
+        );
+        let mut checked = 0;
+        for text in &texts {
+            let rows = sample_rows(text);
+            assert!(!rows.is_empty());
+            let ours = encode_csv(&rows).expect("encodes");
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&csv_by_the_crate(&rows))
+            );
+            // The stream writes the same bytes, in whatever pieces the rows come.
+            let mut stream = CsvStream::new(Vec::new()).expect("stream");
+            for chunk in rows.chunks(2) {
+                stream.write_rows(chunk).expect("rows");
+            }
+            assert_eq!(stream.finish().expect("finish"), ours);
+            checked += rows.len();
+        }
+        assert!(checked > 20, "{checked} rows");
+    }
+
+    #[test]
+    fn compressed_columns_that_are_all_null_are_stored_uncompressed() {
+        let rows = sample_rows(BATCH);
+        let file = ParquetEncoder::default().encode(&rows).expect("encodes");
+        let reader = SerializedFileReader::new(Bytes::from(file)).expect("reads");
+        let group = reader.metadata().row_group(0);
+        let codec = |name: &str| {
+            let at = COLUMNS.iter().position(|c| c.name == name).expect("column");
+            group.column(at).compression()
+        };
+        // Present in a row: compressed as the encoding says.
+        assert!(matches!(codec("raw"), Compression::ZSTD(_)));
+        assert!(matches!(codec("event_id"), Compression::ZSTD(_)));
+        // Compressed by its encoding, but null in both rows.
+        assert_eq!(codec("device_token"), Compression::UNCOMPRESSED);
+        assert_eq!(codec("subject"), Compression::UNCOMPRESSED);
+        // Never compressed.
+        assert_eq!(codec("type"), Compression::UNCOMPRESSED);
+        let batches = read_parquet(reader_bytes(&rows)).expect("reads back");
+        assert_eq!(batches[0].num_rows(), 2);
+    }
+
+    fn reader_bytes(rows: &[Row<'_>]) -> Bytes {
+        Bytes::from(ParquetEncoder::default().encode(rows).expect("encodes"))
+    }
 
     /// Readers that predate 2026's IEEE_754_TOTAL_ORDER (parquet-mr in Hive 2.3, polars 1.41)
     /// fail on a column, or a file, that declares it; INT96_TIMESTAMP_ORDER is as new. Every

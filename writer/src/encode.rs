@@ -17,48 +17,52 @@ pub(crate) fn encode_all(
     parquet: &ParquetEncoder,
     groups: &[(Partition<'_>, Group<'_>)],
 ) -> Vec<Encoded> {
-    let jobs = groups.len() * 2;
-    let encode = |job: usize| {
+    let done = on_all_cores(groups.len() * 2, |job| {
         let rows = &groups[job / 2].1.rows;
         if job.is_multiple_of(2) {
             parquet.encode(rows)
         } else {
             encode_csv(rows)
         }
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs);
-    let mut done: Vec<(usize, Result<Vec<u8>, EncodeError>)> = if workers <= 1 {
-        (0..jobs).map(|job| (job, encode(job))).collect()
-    } else {
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let job = next.fetch_add(1, Ordering::Relaxed);
-                            if job >= jobs {
-                                return mine;
-                            }
-                            mine.push((job, encode(job)));
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
-    done.sort_unstable_by_key(|(job, _)| *job);
-    let mut bodies = done.into_iter().map(|(_, body)| body);
+    });
+    let mut bodies = done.into_iter();
     let mut pairs = Vec::with_capacity(groups.len());
     while let (Some(parquet), Some(csv)) = (bodies.next(), bodies.next()) {
         pairs.push(parquet.and_then(|p| csv.map(|c| (p, c))));
     }
     pairs
+}
+
+/// `work(0..jobs)` on every core the process may use, the results in job order; on one core, in
+/// the calling thread.
+pub(crate) fn on_all_cores<T: Send>(jobs: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs);
+    if workers <= 1 {
+        return (0..jobs).map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let job = next.fetch_add(1, Ordering::Relaxed);
+                        if job >= jobs {
+                            return mine;
+                        }
+                        mine.push((job, work(job)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(job, _)| *job);
+    done.into_iter().map(|(_, result)| result).collect()
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use sparklake_core::encode::{EncodeError, ParquetEncoder};
 
-use crate::encode::{Encoded, encode_all};
+use crate::encode::{Encoded, encode_all, on_all_cores};
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
@@ -108,11 +108,20 @@ impl Writer<'_> {
     ) -> Vec<(Partition<'m>, Group<'m>)> {
         let mut seen = HashSet::new();
         let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
-        for message in messages {
+        // Messages are read on every core, a few at a time (each is a fanout message of one
+        // type, tens to hundreds of events); rows are then grouped in message order.
+        let chunks: Vec<&[InboundMessage]> = messages.chunks(PARSE_CHUNK).collect();
+        let read = on_all_cores(chunks.len(), |chunk| {
+            chunks[chunk]
+                .iter()
+                .map(|m| read_rows(m, now, &self.timestamps))
+                .collect::<Vec<_>>()
+        });
+        for (message, rows) in messages.iter().zip(read.into_iter().flatten()) {
             let span =
                 info_span!("message", id = %message.id, receive_count = message.receive_count);
             let _entered = span.enter();
-            let rows = match read_rows(message, now, &self.timestamps) {
+            let rows = match rows {
                 Ok(rows) => rows,
                 Err(e) => {
                     error!(id = %message.id, error = %e, "unreadable message; it will be retried, then dead-lettered");
@@ -250,6 +259,9 @@ fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
         "writer batch done"
     );
 }
+
+/// Messages read per job of the parse: enough to outweigh handing the job to a thread.
+const PARSE_CHUNK: usize = 16;
 
 /// How many objects a batch stores at once.
 const PUT_CONCURRENCY: usize = 8;
