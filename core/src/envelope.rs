@@ -90,6 +90,25 @@ impl ValidationError {
 
 /// Validates a webhook body and returns its elements.
 pub fn validate(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
+    let elements = elements(body)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let head = read_head(raw).map_err(|e| ValidationError::Element {
+                index,
+                problem: e.to_string(),
+            })?;
+            Ok(Element { raw, head })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Batch { elements })
+}
+
+/// The first half of [`validate`]: the body as UTF-8 JSON, an array, no deeper than
+/// [`MAX_DEPTH`], and the text of each element; the elements' shape is not yet checked (the
+/// writer reads each element's head and fields in one pass, see
+/// [`crate::event::Event::read_element`]).
+pub fn elements(body: &[u8]) -> Result<Vec<&str>, ValidationError> {
     let text = std::str::from_utf8(body).map_err(|e| ValidationError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -121,20 +140,7 @@ pub fn validate(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
         index: raws.len().saturating_sub(1),
         problem: format!("invalid JSON: {e}"),
     })?;
-
-    let elements = raws
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            let raw = raw.get();
-            let head = read_head(raw).map_err(|e| ValidationError::Element {
-                index,
-                problem: e.to_string(),
-            })?;
-            Ok(Element { raw, head })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Batch { elements })
+    Ok(raws.into_iter().map(RawValue::get).collect())
 }
 
 /// Reads the event head of one element, `None` for a ping.
@@ -147,20 +153,27 @@ pub fn read_head(raw: &str) -> Result<Option<EventHead<'_>>, serde_json::Error> 
 
 /// Refuses nesting deeper than [`MAX_DEPTH`] in one linear pass, before any recursive parse.
 fn check_depth(text: &str) -> Result<(), ValidationError> {
-    let (mut depth, mut index) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for b in text.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let bytes = text.as_bytes();
+    let (mut depth, mut index, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&b) = bytes.get(at) {
         match b {
-            b'"' => in_string = true,
+            // A string: to its closing quote, a memchr jump at a time (most of an event's bytes
+            // are in strings); an escape skips the byte after the backslash. An unterminated
+            // string ends the scan (the parser reports it).
+            b'"' => loop {
+                at += 1;
+                match bytes
+                    .get(at..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                {
+                    Some(n) if bytes[at + n] == b'\\' => at += n + 1,
+                    Some(n) => {
+                        at += n;
+                        break;
+                    }
+                    None => return Ok(()),
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -174,6 +187,7 @@ fn check_depth(text: &str) -> Result<(), ValidationError> {
             b',' if depth == 1 => index += 1,
             _ => {}
         }
+        at += 1;
     }
     Ok(())
 }
@@ -405,5 +419,73 @@ impl<'de> Visitor<'de> for ClassSeed<'_> {
                 self.class
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte-at-a-time depth check [`check_depth`] replaced, as the reference it must agree
+    /// with on any text.
+    fn check_depth_bytewise(text: &str) -> Result<(), ValidationError> {
+        let (mut depth, mut index) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for b in text.bytes() {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(ValidationError::TooDeep {
+                            index,
+                            max: MAX_DEPTH,
+                        });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b',' if depth == 1 => index += 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn depth_check_agrees_with_the_bytewise_scan(
+            text in "\\[{0,70}[\\[{\\]},\"\\\\a ]{0,200}"
+        ) {
+            proptest::prop_assert_eq!(check_depth(&text), check_depth_bytewise(&text));
+        }
+    }
+
+    #[test]
+    fn depth_check_agrees_on_strings_and_escapes() {
+        let deep = format!("[{}{}]", "[".repeat(70), "]".repeat(70));
+        let cases = [
+            deep.as_str(),
+            r#"[{"a":"[[[[\"[[["},1,[[[]]]]"#,
+            r#"["\\",[[["#,
+            r#"["unterminated \"#,
+            r#"["\"#,
+            "[1,2,\"x\\\\\",[{",
+        ];
+        for text in cases {
+            assert_eq!(check_depth(text), check_depth_bytewise(text), "{text}");
+        }
+        assert!(matches!(
+            check_depth(&deep),
+            Err(ValidationError::TooDeep { index: 0, .. })
+        ));
     }
 }

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{EventHead, read_head};
+use crate::envelope::{EventHead, Str, read_head};
 use crate::timestamp;
 
 /// An event's identity: `(type, event_id)`, or a hash of its raw JSON when it has no id.
@@ -88,10 +88,34 @@ impl<'a> Event<'a> {
     pub fn with_head(raw: &'a str, head: EventHead<'a>) -> Self {
         // Unreadable fields are a data problem, not a reason to lose the event: keep it with
         // what the head says and its raw text.
-        let fields = Element::deserialize(&mut serde_json::Deserializer::from_str(raw))
+        let mut fields = Element::deserialize(&mut serde_json::Deserializer::from_str(raw))
             .map(|e| e.msys.0)
             .unwrap_or_default();
+        fields.event_type = EventType::default();
         Self { head, fields, raw }
+    }
+
+    /// Reads one element in one pass: its head and its fields together, `Ok(None)` for a ping,
+    /// and for an element that is not a SparkPost event the error [`read_head`] gives. The
+    /// same as [`read_head`] then [`Self::with_head`] (which are a walk each), and it is that
+    /// when the one pass cannot decide: an element with no `msys`, two classes, a missing,
+    /// empty, repeated or non-string `type`, or fields that do not read.
+    pub fn read_element(raw: &'a str) -> Result<Option<Self>, serde_json::Error> {
+        if let Ok(HeadedElement { msys }) = serde_json::from_str::<HeadedElement<'a>>(raw) {
+            match msys.0 {
+                None => return Ok(None),
+                Some((class, mut fields)) => {
+                    if let Some(event_type) = fields.event_type.0.take().filter(|t| !t.is_empty()) {
+                        return Ok(Some(Self {
+                            head: EventHead { class, event_type },
+                            fields,
+                            raw,
+                        }));
+                    }
+                }
+            }
+        }
+        Self::parse(raw)
     }
 
     pub fn identity(&self) -> Identity<'a> {
@@ -140,10 +164,59 @@ impl<'de: 'a, 'a> Deserialize<'de> for Msys<'a> {
     }
 }
 
+/// An element read with its head and fields in one pass ([`Event::read_element`]).
+#[derive(Deserialize)]
+struct HeadedElement<'a> {
+    #[serde(borrow)]
+    msys: HeadedMsys<'a>,
+}
+
+/// `msys`: its one class and the class's fields, or `None` when it is empty (the ping).
+struct HeadedMsys<'a>(Option<(Cow<'a, str>, Fields<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for HeadedMsys<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = HeadedMsys<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an msys object of at most one class")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let Some(Str(class)) = map.next_key()? else {
+                    return Ok(HeadedMsys(None));
+                };
+                let fields = map.next_value()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("two event classes"));
+                }
+                Ok(HeadedMsys(Some((class, fields))))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The class's `type` as [`read_head`] reads it: a string, or an error that sends the element
+/// the long way.
+#[derive(Debug, Clone, Default)]
+struct EventType<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for EventType<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Str(text) = Str::deserialize(d)?;
+        Ok(EventType(Some(text)))
+    }
+}
+
 /// The fields the table has columns for. Everything else stays in `raw`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Fields<'a> {
+    /// The class's `type`, read with the fields by [`Event::read_element`] and moved to the
+    /// head (`None` after it; the head has it).
+    #[serde(borrow, rename = "type")]
+    event_type: EventType<'a>,
     #[serde(borrow)]
     pub event_id: Text<'a>,
     pub timestamp: Timestamp,

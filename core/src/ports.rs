@@ -92,12 +92,36 @@ pub trait QueueReceive: QueueSend {
     async fn redrive(&self, progress: &(dyn Fn(String) + Sync)) -> Result<usize, PortError>;
 }
 
+/// How many objects [`ObjectPut::put_all`] stores at once by default.
+pub const PUT_CONCURRENCY: usize = 8;
+
+/// One object of [`ObjectPut::put_all`].
+#[derive(Debug, Clone)]
+pub struct PutObject {
+    pub key: String,
+    pub body: Bytes,
+    pub content_type: &'static str,
+}
+
 /// An object store to put to. Keys are `/`-separated relative paths.
 #[async_trait]
 pub trait ObjectPut: Send + Sync {
     /// Stores `body` under `key`, replacing any object already there, atomically: a reader sees
     /// the old object or the whole new one, never a part.
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), PortError>;
+
+    /// Stores every object, one result per object in their order; each object is stored or
+    /// not as [`Self::put`] would. A store where many objects become durable together (a
+    /// folder: one sync for all) overrides it; the default puts [`PUT_CONCURRENCY`] at a time
+    /// (on S3 each PUT is a round trip).
+    async fn put_all(&self, objects: Vec<PutObject>) -> Vec<Result<(), PortError>> {
+        use futures_util::StreamExt as _;
+        futures_util::stream::iter(objects)
+            .map(|o| async move { self.put(&o.key, o.body, o.content_type).await })
+            .buffered(PUT_CONCURRENCY)
+            .collect()
+            .await
+    }
 
     /// The longest partition value (`event_type=<value>`) keys in this store carry; longer ones
     /// are shortened to a prefix and a hash ([`crate::partition::path_value`]). `None` (the

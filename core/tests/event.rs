@@ -156,3 +156,54 @@ fn fields_of_unexpected_types_do_not_lose_the_event() {
         "duplicate keys keep the event"
     );
 }
+
+/// The writer's one pass over an element reads what the two passes (`read_head`, then the
+/// fields) read, and refuses what they refuse with the same error, on every fixture and on the
+/// shapes that send it the long way.
+#[test]
+fn one_pass_reads_what_the_two_passes_read() {
+    let mut elements: Vec<String> = Vec::new();
+    for dir in ["sparkpost", "documented", "drift", "legacy", "compat"] {
+        let Ok(entries) = std::fs::read_dir(common::fixture_path(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(body) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            if let Ok(raws) = sparklake_core::envelope::elements(&body) {
+                elements.extend(raws.into_iter().map(str::to_owned));
+            }
+        }
+    }
+    assert!(elements.len() > 40, "{} fixture elements", elements.len());
+    for hostile in [
+        r#"{"msys":{}}"#,
+        r#"{"msys":{},"cust":1}"#,
+        r#"{"nomsys":{}}"#,
+        r#"{"msys":{"message_event":{"type":"delivery"}},"msys":{}}"#,
+        r#"{"msys":{"message_event":{"type":"delivery"},"track_event":{"type":"open"}}}"#,
+        r#"{"msys":{"message_event":{"type":""}}}"#,
+        r#"{"msys":{"message_event":{"type":5}}}"#,
+        r#"{"msys":{"message_event":{"type":"a","type":"b"}}}"#,
+        r#"{"msys":{"message_event":{"event_id":"1"}}}"#,
+        r#"{"msys":{"message_event":{"type":"bounce","subject":"a","subject":"b"}}}"#,
+        r#"{"msys":{"message_event":{"type":"bounce","geo_ip":[1,2],"timestamp":{}}}}"#,
+        r#"{"msys":{"message_event":{"type":"bo\u0075nce","event_id":"\u00e9"}}}"#,
+        r#"{"msys":{"message_event":5}}"#,
+        r#"{"msys":[]}"#,
+        r#"[]"#,
+    ] {
+        elements.push(hostile.to_owned());
+    }
+    for raw in &elements {
+        let two = sparklake_core::envelope::read_head(raw)
+            .map(|head| head.map(|h| Event::with_head(raw, h)));
+        let one = Event::read_element(raw);
+        match (one, two) {
+            (Ok(one), Ok(two)) => assert_eq!(format!("{one:?}"), format!("{two:?}"), "{raw}"),
+            (Err(one), Err(two)) => assert_eq!(one.to_string(), two.to_string(), "{raw}"),
+            (one, two) => panic!("{raw}: one pass {one:?}, two passes {two:?}"),
+        }
+    }
+}

@@ -40,7 +40,40 @@ pub fn check_body(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
         }
         _ => panic!("validate and the reference disagree: {verdict:?} vs {expected:?}"),
     }
+    check_one_pass(body, &verdict);
     verdict
+}
+
+/// The writer's reading (the elements, then each element's head and fields in one pass) gives
+/// `validate`'s verdict, and for every event the fields `Event::parse` reads.
+fn check_one_pass(body: &[u8], verdict: &Result<Batch<'_>, ValidationError>) {
+    let read = envelope::elements(body).and_then(|raws| {
+        raws.into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                Event::read_element(raw).map_err(|e| ValidationError::Element {
+                    index,
+                    problem: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match (verdict, read) {
+        (Ok(batch), Ok(events)) => {
+            assert_eq!(batch.elements.len(), events.len());
+            for (element, event) in batch.elements.iter().zip(events) {
+                let parsed = Event::parse(element.raw).expect("an accepted element parses");
+                assert_eq!(
+                    format!("{event:?}"),
+                    format!("{parsed:?}"),
+                    "read_element and Event::parse read {} differently",
+                    element.raw
+                );
+            }
+        }
+        (Err(e), Err(one_pass)) => assert_eq!(e, &one_pass, "the one pass refused it otherwise"),
+        (verdict, read) => panic!("validate gave {verdict:?}, the one pass {read:?}"),
+    }
 }
 
 fn owned_head(head: Option<&envelope::EventHead<'_>>) -> reference::Head {

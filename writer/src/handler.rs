@@ -4,16 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use sparklake_core::encode::{EncodeError, ParquetEncoder};
 
-use crate::encode::{Encoded, encode_all, on_all_cores};
+use crate::encode::{encode_all, on_all_cores};
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
-use sparklake_core::ports::{ObjectPut, PortError, TypeCatalog};
+use sparklake_core::ports::{ObjectPut, PortError, PutObject, TypeCatalog};
 use sparklake_core::schema::{Row, TimestampPolicy};
 use tracing::{error, info, info_span, warn};
 
@@ -65,25 +64,69 @@ impl Writer<'_> {
         let mut outcome = Outcome::default();
         let groups = self.group(messages, now, &mut outcome);
         let encoded = encode_all(self.parquet, &groups);
-        // Objects go out several at a time: on S3 each PUT is a round trip.
-        let mut puts = Vec::with_capacity(groups.len());
-        for ((partition, group), bodies) in groups.iter().zip(encoded) {
-            puts.push(self.write_group(partition, group, bodies));
-        }
-        let results: Vec<Result<Vec<String>, WriteError>> = futures_util::stream::iter(puts)
-            .buffered(PUT_CONCURRENCY)
-            .collect()
-            .await;
         let mut failed: BTreeSet<&str> = BTreeSet::new();
+        // Every object of the call in one put_all: a folder makes them durable together, S3
+        // takes them several at a time.
+        let mut objects = Vec::with_capacity(groups.len() * 2);
+        let mut stored: Vec<Option<Vec<String>>> = Vec::with_capacity(groups.len());
+        for ((partition, group), bodies) in groups.iter().zip(encoded) {
+            match bodies {
+                Ok((parquet, csv)) => {
+                    let name = content_name(group.message_ids.iter().copied());
+                    let mut keys = Vec::with_capacity(2);
+                    for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
+                        let key = object_key_within(
+                            format,
+                            partition,
+                            &name,
+                            self.store.max_partition_value_bytes(),
+                        );
+                        keys.push(key.clone());
+                        objects.push(PutObject {
+                            key,
+                            body: Bytes::from(body),
+                            content_type: format.content_type(),
+                        });
+                    }
+                    stored.push(Some(keys));
+                }
+                Err(e) => {
+                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "encoding failed; its messages will be retried");
+                    stored.push(None);
+                }
+            }
+        }
+        let mut results = self.store.put_all(objects).await.into_iter();
         let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
-        for (entry, result) in groups.iter().zip(results) {
+        for (entry, keys) in groups.iter().zip(stored) {
             let (partition, group) = entry;
-            match result {
-                Ok(keys) => {
+            let Some(keys) = keys else {
+                failed.extend(group.message_ids.iter().copied());
+                continue;
+            };
+            let mut error = None;
+            for key in &keys {
+                match results.next() {
+                    Some(Ok(())) => {
+                        info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
+                    }
+                    Some(Err(e)) => error = Some(WriteError::from(e)),
+                    None => {
+                        error = Some(WriteError::Port(PortError::new(
+                            "object put",
+                            std::io::Error::other(
+                                "the store answered fewer objects than it was given",
+                            ),
+                        )))
+                    }
+                }
+            }
+            match error {
+                None => {
                     written.push(entry);
                     record_written(group, keys, &mut outcome);
                 }
-                Err(e) => {
+                Some(e) => {
                     error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
                     failed.extend(group.message_ids.iter().copied());
                 }
@@ -190,31 +233,6 @@ impl Writer<'_> {
             }
         }
     }
-
-    async fn write_group(
-        &self,
-        partition: &Partition<'_>,
-        group: &Group<'_>,
-        bodies: Encoded,
-    ) -> Result<Vec<String>, WriteError> {
-        let (parquet, csv) = bodies?;
-        let name = content_name(group.message_ids.iter().copied());
-        let mut keys = Vec::with_capacity(2);
-        for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
-            let key = object_key_within(
-                format,
-                partition,
-                &name,
-                self.store.max_partition_value_bytes(),
-            );
-            self.store
-                .put(&key, Bytes::from(body), format.content_type())
-                .await?;
-            info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
-            keys.push(key);
-        }
-        Ok(keys)
-    }
 }
 
 /// Counts a group whose objects were stored.
@@ -263,28 +281,30 @@ fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
 /// Messages read per job of the parse: enough to outweigh handing the job to a thread.
 const PARSE_CHUNK: usize = 16;
 
-/// How many objects a batch stores at once.
-const PUT_CONCURRENCY: usize = 8;
-
-/// The rows of one message, with its batch context.
+/// The rows of one message, with its batch context. Each element is read once, head and fields
+/// together ([`Event::read_element`]); a message that is not a SparkPost batch fails with the
+/// error [`envelope::validate`] gives it.
 fn read_rows<'m>(
     message: &'m InboundMessage,
     now: i64,
     policy: &TimestampPolicy,
 ) -> Result<Vec<Row<'m>>, WriteError> {
-    let batch = envelope::validate(&message.body)?;
+    let elements = envelope::elements(&message.body)?;
     let batch_id = message.attribute(attr::BATCH_ID);
     let received_at = message.received_at_millis().unwrap_or(now);
-    let rows = batch
-        .events()
-        .map(|(element, head)| {
-            Row::new(
-                Event::with_head(element.raw, head.clone()),
-                batch_id,
-                received_at,
-                policy,
-            )
-        })
-        .collect();
+    let mut rows = Vec::with_capacity(elements.len());
+    for (index, raw) in elements.into_iter().enumerate() {
+        match Event::read_element(raw) {
+            Ok(Some(event)) => rows.push(Row::new(event, batch_id, received_at, policy)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(ValidationError::Element {
+                    index,
+                    problem: e.to_string(),
+                }
+                .into());
+            }
+        }
+    }
     Ok(rows)
 }

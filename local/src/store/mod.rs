@@ -22,7 +22,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 pub use faults::{StorageFaults, is_storage_fault};
 use sha2::{Digest, Sha256};
-use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError};
+use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, PutObject};
 
 /// Why a key was refused.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,41 @@ impl ObjectPut for FsStore {
         let written = write_atomic_blocking(path, body).await;
         self.faults.observe(&written);
         written.map_err(|e| PortError::new("local object put", e))
+    }
+
+    /// Every object written as [`write_atomic`] writes one, but made durable together: all
+    /// written to their temporary files, one sync, all renamed, one sync (Linux's `syncfs`; two
+    /// syncs a call instead of two fsyncs an object). Elsewhere each file is fsynced and each
+    /// directory once.
+    async fn put_all(&self, objects: Vec<PutObject>) -> Vec<Result<(), PortError>> {
+        let mut results: Vec<Option<io::Result<()>>> = Vec::with_capacity(objects.len());
+        let mut files = Vec::with_capacity(objects.len());
+        for object in objects {
+            match self.path_of(&object.key) {
+                Ok(path) => {
+                    results.push(None);
+                    files.push((path, object.body));
+                }
+                Err(e) => results.push(Some(Err(io::Error::new(io::ErrorKind::InvalidInput, e)))),
+            }
+        }
+        let root = self.root.clone();
+        let mut written = tokio::task::spawn_blocking(move || write_all_atomic(&root, files))
+            .await
+            .unwrap_or_else(|e| vec![Err(io::Error::other(e))])
+            .into_iter();
+        results
+            .into_iter()
+            .map(|result| {
+                let result = result.unwrap_or_else(|| {
+                    written
+                        .next()
+                        .unwrap_or_else(|| Err(io::Error::other("the write was not done")))
+                });
+                self.faults.observe(&result);
+                result.map_err(|e| PortError::new("local object put", e))
+            })
+            .collect()
     }
 
     fn max_partition_value_bytes(&self) -> Option<usize> {
@@ -216,6 +251,105 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     sync_dir(dir)
+}
+
+/// Writes each `(path, body)` as [`write_atomic`] does, the syncs shared (see
+/// [`FsStore`]'s `put_all`); one result per file, in order.
+pub fn write_all_atomic(root: &Path, files: Vec<(PathBuf, Bytes)>) -> Vec<io::Result<()>> {
+    if files.is_empty() {
+        return Vec::new();
+    }
+    // Opened before anything is written: syncfs reports the write-back errors that happened
+    // since its descriptor was opened.
+    let anchor = fs::create_dir_all(root).and_then(|()| File::open(root));
+    let mut results: Vec<io::Result<()>> = Vec::with_capacity(files.len());
+    // (index, temporary file, destination) of every file written so far.
+    let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::with_capacity(files.len());
+    // Without one sync for all, each file is made durable as it is written.
+    let durable_each = anchor.is_err() || !cfg!(target_os = "linux");
+    for (path, body) in files {
+        let at = results.len();
+        results.push(Ok(()));
+        match stage(&path, &body, durable_each) {
+            Ok(tmp) => staged.push((at, tmp, path)),
+            Err(e) => results[at] = Err(e),
+        }
+    }
+    let fail_all =
+        |staged: &[(usize, PathBuf, PathBuf)], results: &mut Vec<io::Result<()>>, e: &io::Error| {
+            for (at, tmp, _) in staged {
+                let _ = fs::remove_file(tmp);
+                results[*at] = Err(io::Error::new(e.kind(), e.to_string()));
+            }
+        };
+    // The bodies on disk before any name points at them.
+    if let Err(e) = sync_all_of(anchor.as_ref().ok(), &[]) {
+        fail_all(&staged, &mut results, &e);
+        return results;
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut renamed = Vec::with_capacity(staged.len());
+    for (at, tmp, path) in staged {
+        match fs::rename(&tmp, &path) {
+            Ok(()) => {
+                let dir = parent_of(&path).to_path_buf();
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+                renamed.push((at, tmp, path));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                results[at] = Err(e);
+            }
+        }
+    }
+    // The names on disk before the writes are reported done.
+    if let Err(e) = sync_all_of(anchor.as_ref().ok(), &dirs) {
+        for (at, _, _) in renamed {
+            results[at] = Err(io::Error::new(e.kind(), e.to_string()));
+        }
+    }
+    results
+}
+
+/// The file system holding `anchor` synced (Linux), or else each of `dirs` fsynced.
+fn sync_all_of(anchor: Option<&File>, dirs: &[PathBuf]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let Some(anchor) = anchor {
+        return rustix::fs::syncfs(anchor).map_err(io::Error::from);
+    }
+    let _ = anchor;
+    dirs.iter().try_for_each(|dir| sync_dir(dir))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `body` in a new temporary file beside `path` (fsynced if `durable`), its directories
+/// created durably; the temporary file's path.
+fn stage(path: &Path, body: &[u8], durable: bool) -> io::Result<PathBuf> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let dir = parent_of(path);
+    create_dirs_durably(dir)?;
+    let (tmp, mut file) = create_temp(dir, &file_name.to_string_lossy())?;
+    let written = file
+        .write_all(body)
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) });
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Creates a new temporary file `.{name}.{pid}.{counter}.tmp` in `dir`.

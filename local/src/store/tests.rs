@@ -122,6 +122,63 @@ async fn a_failed_put_leaves_no_temporary_file() -> TestResult {
     Ok(())
 }
 
+/// put_all: one result per object in order; a key refused or a write that fails is that
+/// object's error alone; the rest are written whole, replacing what was there, with no
+/// temporary file left; nothing at all is created for a call of bad keys only.
+#[tokio::test]
+async fn put_all_writes_each_object_or_fails_it_alone() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("data");
+    let store = FsStore::new(&root);
+    let object = |key: &str, body: &'static [u8]| PutObject {
+        key: key.to_owned(),
+        body: Bytes::from_static(body),
+        content_type: "text/plain",
+    };
+    let refused = store
+        .put_all(vec![object("../out", b"x"), object("", b"x")])
+        .await;
+    assert!(refused.iter().all(Result::is_err));
+    assert!(!root.exists());
+
+    store
+        .put(
+            "a/old",
+            Bytes::from_static(b"a much longer old body"),
+            "text/plain",
+        )
+        .await?;
+    fs::create_dir_all(root.join("k/dir/inner"))?;
+    let results = store
+        .put_all(vec![
+            object("a/old", b"new"),
+            object("../escape", b"x"),
+            object("p/event_type=x/dt=2026-01-01/one.csv", b"1"),
+            // The destination is a non-empty directory: its rename fails.
+            object("k/dir", b"x"),
+            object("p/event_type=x/dt=2026-01-01/two.csv", b"2"),
+            object("p/event_type=y/dt=2026-01-02/three.csv", b""),
+        ])
+        .await;
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, true, false, true, true]);
+    assert_eq!(fs::read(root.join("a/old"))?, b"new");
+    assert_eq!(
+        fs::read(root.join("p/event_type=x/dt=2026-01-01/two.csv"))?,
+        b"2"
+    );
+    assert_eq!(
+        files(&root)?,
+        [
+            "a/old",
+            "p/event_type=x/dt=2026-01-01/one.csv",
+            "p/event_type=x/dt=2026-01-01/two.csv",
+            "p/event_type=y/dt=2026-01-02/three.csv",
+        ]
+    );
+    Ok(())
+}
+
 #[test]
 fn orphan_temp_files_of_dead_processes_are_removed_and_nothing_else() -> TestResult {
     assert_eq!(temp_file_pid(".x.parquet.123.7.tmp"), Some(123));
