@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use bytes::Bytes;
 use sparklake_core::encode::{EncodeError, ParquetEncoder};
 
-use crate::encode::{encode_all, on_all_cores};
+use crate::encode::{Encoded, encode_all, on_all_cores};
 use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::event::Event;
 use sparklake_core::message::{InboundMessage, attr};
@@ -64,69 +64,17 @@ impl Writer<'_> {
         let mut outcome = Outcome::default();
         let groups = self.group(messages, now, &mut outcome);
         let encoded = encode_all(self.parquet, &groups);
+        let results = self.store_groups(&groups, encoded).await;
         let mut failed: BTreeSet<&str> = BTreeSet::new();
-        // Every object of the call in one put_all: a folder makes them durable together, S3
-        // takes them several at a time.
-        let mut objects = Vec::with_capacity(groups.len() * 2);
-        let mut stored: Vec<Option<Vec<String>>> = Vec::with_capacity(groups.len());
-        for ((partition, group), bodies) in groups.iter().zip(encoded) {
-            match bodies {
-                Ok((parquet, csv)) => {
-                    let name = content_name(group.message_ids.iter().copied());
-                    let mut keys = Vec::with_capacity(2);
-                    for (format, body) in [(Format::Parquet, parquet), (Format::Csv, csv)] {
-                        let key = object_key_within(
-                            format,
-                            partition,
-                            &name,
-                            self.store.max_partition_value_bytes(),
-                        );
-                        keys.push(key.clone());
-                        objects.push(PutObject {
-                            key,
-                            body: Bytes::from(body),
-                            content_type: format.content_type(),
-                        });
-                    }
-                    stored.push(Some(keys));
-                }
-                Err(e) => {
-                    error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "encoding failed; its messages will be retried");
-                    stored.push(None);
-                }
-            }
-        }
-        let mut results = self.store.put_all(objects).await.into_iter();
         let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
-        for (entry, keys) in groups.iter().zip(stored) {
+        for (entry, result) in groups.iter().zip(results) {
             let (partition, group) = entry;
-            let Some(keys) = keys else {
-                failed.extend(group.message_ids.iter().copied());
-                continue;
-            };
-            let mut error = None;
-            for key in &keys {
-                match results.next() {
-                    Some(Ok(())) => {
-                        info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
-                    }
-                    Some(Err(e)) => error = Some(WriteError::from(e)),
-                    None => {
-                        error = Some(WriteError::Port(PortError::new(
-                            "object put",
-                            std::io::Error::other(
-                                "the store answered fewer objects than it was given",
-                            ),
-                        )))
-                    }
-                }
-            }
-            match error {
-                None => {
+            match result {
+                Ok(keys) => {
                     written.push(entry);
                     record_written(group, keys, &mut outcome);
                 }
-                Some(e) => {
+                Err(e) => {
                     error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
                     failed.extend(group.message_ids.iter().copied());
                 }
@@ -192,6 +140,81 @@ impl Writer<'_> {
             group.rows.sort_by_key(|r| r.event.timestamp_millis());
         }
         groups
+    }
+
+    /// Stores every group's objects, the keys written per group or why not. Each format in
+    /// one [`ObjectPut::put_all`] (a folder makes a call's objects durable together, S3 takes
+    /// them several at a time): the Parquet objects first, then the CSV objects of the groups
+    /// whose Parquet was stored, so a group that fails leaves no CSV object of its own.
+    async fn store_groups(
+        &self,
+        groups: &[(Partition<'_>, Group<'_>)],
+        encoded: Vec<Encoded>,
+    ) -> Vec<Result<Vec<String>, WriteError>> {
+        let max = self.store.max_partition_value_bytes();
+        let mut results: Vec<Result<Vec<String>, WriteError>> = Vec::with_capacity(groups.len());
+        let mut csv_bodies: Vec<Option<Vec<u8>>> = Vec::with_capacity(groups.len());
+        let mut names = Vec::with_capacity(groups.len());
+        for ((partition, group), bodies) in groups.iter().zip(encoded) {
+            let name = content_name(group.message_ids.iter().copied());
+            match bodies {
+                Ok((parquet, csv)) => {
+                    let key = object_key_within(Format::Parquet, partition, &name, max);
+                    results.push(Ok(vec![key]));
+                    csv_bodies.push(Some(csv));
+                    names.push((name, Some(parquet)));
+                }
+                Err(e) => {
+                    results.push(Err(e.into()));
+                    csv_bodies.push(None);
+                    names.push((name, None));
+                }
+            }
+        }
+        for format in [Format::Parquet, Format::Csv] {
+            let mut objects = Vec::new();
+            let mut owners = Vec::new();
+            for (at, ((partition, _), result)) in groups.iter().zip(&results).enumerate() {
+                if result.is_err() {
+                    continue;
+                }
+                let body = match format {
+                    Format::Parquet => names[at].1.take(),
+                    Format::Csv => csv_bodies[at].take(),
+                };
+                let Some(body) = body else { continue };
+                objects.push(PutObject {
+                    key: object_key_within(format, partition, &names[at].0, max),
+                    body: Bytes::from(body),
+                    content_type: format.content_type(),
+                });
+                owners.push(at);
+            }
+            let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+            let mut stored = self.store.put_all(objects).await.into_iter();
+            for (at, key) in owners.into_iter().zip(keys) {
+                let (partition, group) = &groups[at];
+                match stored.next().unwrap_or_else(|| {
+                    Err(PortError::new(
+                        "object put",
+                        std::io::Error::other(
+                            "the store answered for fewer objects than it was given",
+                        ),
+                    ))
+                }) {
+                    Ok(()) => {
+                        info!(event_type = %partition.event_type, dt = %partition.dt, rows = group.rows.len(), key = %key, "wrote object");
+                        if let Ok(keys) = &mut results[at]
+                            && format == Format::Csv
+                        {
+                            keys.push(key);
+                        }
+                    }
+                    Err(e) => results[at] = Err(e.into()),
+                }
+            }
+        }
+        results
     }
 
     /// Tells the catalog of the types just written. Until it has them their rows are stored
