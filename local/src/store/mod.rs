@@ -330,14 +330,19 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// `body` in a new temporary file beside `path` (fsynced if `durable`), its directories
-/// created durably; the temporary file's path.
+/// `body` in a new temporary file beside `path`, its missing directories created; the
+/// temporary file's path. If `durable`, the file is fsynced and each directory created is
+/// made durable at once; otherwise the caller's sync does both.
 fn stage(path: &Path, body: &[u8], durable: bool) -> io::Result<PathBuf> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let dir = parent_of(path);
-    create_dirs_durably(dir)?;
+    if durable {
+        create_dirs_durably(dir)?;
+    } else if !dir.is_dir() {
+        fs::create_dir_all(dir)?;
+    }
     let (tmp, mut file) = create_temp(dir, &file_name.to_string_lossy())?;
     let written = file
         .write_all(body)
