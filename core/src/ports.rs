@@ -138,6 +138,14 @@ pub trait ObjectPut: Send + Sync {
 pub trait ArchiveAppend: Send + Sync {
     /// Appends each record (one NDJSON line, without its newline).
     async fn append(&self, records: Vec<Bytes>) -> Result<(), PortError>;
+
+    /// Appends several messages' records, in order, all or (as far as the caller can tell)
+    /// none: the default appends them as one; an archive that keeps each message's records
+    /// apart (a folder: a file per message, so a retried message rewrites its own file)
+    /// overrides it.
+    async fn append_all(&self, batches: Vec<Vec<Bytes>>) -> Result<(), PortError> {
+        self.append(batches.into_iter().flatten().collect()).await
+    }
 }
 
 /// The catalog the lake's tables find partitions through (the Glue tables' `event_type`

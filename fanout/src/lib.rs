@@ -13,7 +13,7 @@ use sparklake_core::envelope::{self, ValidationError};
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ArchiveAppend, PortError, QueueSend};
-use tracing::{Instrument as _, error, info, info_span};
+use tracing::{error, info, info_span};
 
 /// Events of some types, also sent to another queue.
 pub struct Route<'a> {
@@ -50,23 +50,63 @@ pub struct Outcome {
     pub failed: Vec<String>,
 }
 
+/// One message read and split, ready to send.
+struct Routed {
+    /// Events per type.
+    by_type: BTreeMap<String, usize>,
+    to_writer: Vec<OutboundMessage>,
+    /// One list per route, in the order of [`Fanout::routes`].
+    per_route: Vec<Vec<OutboundMessage>>,
+    /// The archive's records: every event, compact.
+    records: Vec<Bytes>,
+}
+
 impl Fanout<'_> {
+    /// Reads and splits every message, then sends what all of them produced together: one
+    /// archive append, one send per route and one to the writer's queue for the whole call
+    /// (locally each is one transaction and one sync; on AWS, full batches per request). A
+    /// message that cannot be read or split fails alone; a send that fails fails every message
+    /// it carried, and all are retried.
     pub async fn handle(&self, messages: &[InboundMessage]) -> Outcome {
         let mut outcome = Outcome::default();
+        let mut routed: Vec<(&InboundMessage, tracing::Span, Routed)> = Vec::new();
         for message in messages {
             let span =
                 info_span!("message", id = %message.id, receive_count = message.receive_count);
-            match self.route_one(message).instrument(span.clone()).await {
-                Ok(by_type) => {
-                    for (event_type, n) in by_type {
-                        outcome.events += n;
-                        outcome.metrics.add_events(&event_type, n as u64);
-                    }
-                }
+            match span.in_scope(|| self.route_one(message)) {
+                Ok(r) if r.by_type.is_empty() => {}
+                Ok(r) => routed.push((message, span, r)),
                 Err(e) => {
                     span.in_scope(|| error!(error = %e, "fanout failed; message will be retried"));
                     outcome.failed.push(message.id.clone());
                 }
+            }
+        }
+        match self.send_all(&mut routed).await {
+            Ok(()) => {
+                for (_, span, r) in &routed {
+                    let events: usize = r.by_type.values().sum();
+                    span.in_scope(|| info!(events, types = r.by_type.len(), "fanned out"));
+                    for (event_type, n) in &r.by_type {
+                        outcome.events += n;
+                        outcome.metrics.add_events(event_type, *n as u64);
+                    }
+                }
+            }
+            Err(e) => {
+                for (message, span, _) in &routed {
+                    span.in_scope(|| error!(error = %e, "fanout failed; message will be retried"));
+                    outcome.failed.push(message.id.clone());
+                }
+                // In the order of the messages, as they came.
+                let order: BTreeMap<&str, usize> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(at, m)| (m.id.as_str(), at))
+                    .collect();
+                outcome
+                    .failed
+                    .sort_by_key(|id| order.get(id.as_str()).copied());
             }
         }
         outcome.metrics.batches = messages.len() as u64;
@@ -81,10 +121,41 @@ impl Fanout<'_> {
         outcome
     }
 
-    async fn route_one(
+    /// The archive first, then the routes, then the writer's queue: a message is only done
+    /// once its events are on their way to the lake.
+    async fn send_all(
         &self,
-        message: &InboundMessage,
-    ) -> Result<BTreeMap<String, usize>, FanoutError> {
+        routed: &mut [(&InboundMessage, tracing::Span, Routed)],
+    ) -> Result<(), FanoutError> {
+        if routed.is_empty() {
+            return Ok(());
+        }
+        if let Some(archive) = self.archive {
+            let batches = routed
+                .iter_mut()
+                .map(|(_, _, r)| std::mem::take(&mut r.records))
+                .collect();
+            archive.append_all(batches).await?;
+        }
+        for (at, route) in self.routes.iter().enumerate() {
+            let messages: Vec<OutboundMessage> = routed
+                .iter_mut()
+                .flat_map(|(_, _, r)| std::mem::take(&mut r.per_route[at]))
+                .collect();
+            if !messages.is_empty() {
+                route.queue.send(messages).await?;
+                info!(route = %route.name, "routed");
+            }
+        }
+        let to_writer: Vec<OutboundMessage> = routed
+            .iter_mut()
+            .flat_map(|(_, _, r)| std::mem::take(&mut r.to_writer))
+            .collect();
+        self.events.send(to_writer).await?;
+        Ok(())
+    }
+
+    fn route_one(&self, message: &InboundMessage) -> Result<Routed, FanoutError> {
         let batch = envelope::validate(&message.body)?;
         let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (element, head) in batch.events() {
@@ -93,9 +164,13 @@ impl Fanout<'_> {
                 .or_default()
                 .push(element.raw);
         }
-        let events: usize = by_type.values().map(Vec::len).sum();
-        if events == 0 {
-            return Ok(BTreeMap::new());
+        if by_type.is_empty() {
+            return Ok(Routed {
+                by_type: BTreeMap::new(),
+                to_writer: Vec::new(),
+                per_route: Vec::new(),
+                records: Vec::new(),
+            });
         }
 
         let mut context = Attributes::new();
@@ -128,25 +203,22 @@ impl Fanout<'_> {
             .iter()
             .map(|route| pack(route.queue, Some(&route.event_types)))
             .collect::<Result<Vec<_>, _>>()?;
-
-        if let Some(archive) = self.archive {
-            let records = batch
+        let records = if self.archive.is_some() {
+            batch
                 .events()
                 .map(|(e, _)| Bytes::from(envelope::compact(e.raw).into_owned()))
-                .collect();
-            archive.append(records).await?;
-        }
-        for (route, messages) in self.routes.iter().zip(per_route) {
-            if !messages.is_empty() {
-                route.queue.send(messages).await?;
-                info!(route = %route.name, "routed");
-            }
-        }
-        self.events.send(to_writer).await?;
-        info!(events, types = by_type.len(), "fanned out");
-        Ok(by_type
-            .into_iter()
-            .map(|(t, raws)| (t.to_owned(), raws.len()))
-            .collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Routed {
+            by_type: by_type
+                .into_iter()
+                .map(|(t, raws)| (t.to_owned(), raws.len()))
+                .collect(),
+            to_writer,
+            per_route,
+            records,
+        })
     }
 }

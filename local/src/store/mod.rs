@@ -219,6 +219,35 @@ impl ArchiveAppend for FsArchive {
         self.faults.observe(&written);
         written.map_err(|e| PortError::new("local archive append", e))
     }
+
+    /// A file per batch, as [`Self::append`] writes it, the syncs shared as in the store's
+    /// `put_all`.
+    async fn append_all(&self, batches: Vec<Vec<Bytes>>) -> Result<(), PortError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+            .unwrap_or(0);
+        let files: Vec<(PathBuf, Bytes)> = batches
+            .iter()
+            .filter(|records| !records.is_empty())
+            .map(|records| {
+                let content = ndjson(records);
+                (
+                    self.root.join(archive_key(&content, now)),
+                    Bytes::from(content),
+                )
+            })
+            .collect();
+        let root = self.root.clone();
+        let written = tokio::task::spawn_blocking(move || write_all_atomic(&root, files))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|results| results.into_iter().collect::<io::Result<Vec<()>>>());
+        self.faults.observe(&written);
+        written
+            .map(|_| ())
+            .map_err(|e| PortError::new("local archive append", e))
+    }
 }
 
 async fn write_atomic_blocking(path: PathBuf, body: Bytes) -> io::Result<()> {
