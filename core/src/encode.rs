@@ -177,7 +177,10 @@ impl ParquetEncoder {
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(Compression::UNCOMPRESSED)
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_created_by(concat!("sparklake ", env!("CARGO_PKG_VERSION")).into());
+            .set_created_by(concat!("sparklake ", env!("CARGO_PKG_VERSION")).into())
+            // No offset index either: it serves page-level skipping together with the column
+            // index, which is not written; it was 3.7 % of the writer stage's Parquet bytes.
+            .set_offset_index_disabled(true);
         for column in COLUMNS {
             let path = ColumnPath::from(column.name);
             if column.encoding.compressed {
@@ -771,6 +774,24 @@ mod tests {
         assert_eq!(codec("type"), Compression::UNCOMPRESSED);
         let batches = read_parquet(reader_bytes(&rows)).expect("reads back");
         assert_eq!(batches[0].num_rows(), 2);
+        // Neither page index is written (the footer's statistics are per column chunk).
+        let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_page_index()
+            .build();
+        let reader =
+            SerializedFileReader::new_with_options(reader_bytes(&rows), options).expect("reads");
+        assert!(
+            reader
+                .metadata()
+                .offset_index()
+                .is_none_or(|i| i.iter().all(Vec::is_empty))
+        );
+        assert!(
+            reader
+                .metadata()
+                .column_index()
+                .is_none_or(|i| i.iter().all(Vec::is_empty))
+        );
     }
 
     fn reader_bytes(rows: &[Row<'_>]) -> Bytes {

@@ -3,8 +3,11 @@
 //! Every event goes to the writer's queue, in messages that each hold events of one type (the
 //! type is also an attribute); events of configured types also go to extra routes (for example
 //! bounces and unsubscribes to a queue that maintains a suppression list); every event is appended
-//! to the raw archive when one is configured. Failures are per message: one bad message never
-//! fails its neighbours.
+//! to the raw archive when one is configured. A bad message (one that is not a batch, or holds an
+//! element too large for any queue message) fails alone, never its neighbours. What the call's
+//! good messages produce is sent together, so that a call costs one archive append and one send
+//! per queue (locally one transaction and one sync each, on AWS full request batches); a send
+//! that fails fails every message of the call, and all are retried.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,7 +2,11 @@
 //!
 //! Every file is written atomically and durably: to a temporary file in the destination's
 //! directory, fsynced, renamed over the destination, then the directory fsynced. A reader sees the
-//! old file or the whole new one, never a part, and a completed write survives a power loss.
+//! old file or the whole new one, never a part, and a completed write survives a power loss. The
+//! writer's objects and fanout's archive files of one call are written together
+//! ([`write_all_atomic`]): every temporary file, one `syncfs`, every rename, one `syncfs`, the
+//! same guarantees for two syncs a call instead of two fsyncs a file (a file system's sync also
+//! waits for other programs' dirty data on it; elsewhere than Linux each file is fsynced).
 //!
 //! A write the storage itself refuses (no space, a read-only file system, no permission, an I/O
 //! error) is noted in [`StorageFaults`], which the local queues read so that an outage of the
