@@ -101,7 +101,9 @@ impl<'a> Event<'a> {
     /// when the one pass cannot decide: an element with no `msys`, two classes, a missing,
     /// empty, repeated or non-string `type`, or fields that do not read.
     pub fn read_element(raw: &'a str) -> Result<Option<Self>, serde_json::Error> {
-        if let Ok(HeadedElement { msys }) = serde_json::from_str::<HeadedElement<'a>>(raw) {
+        if let Ok(MapOnly(HeadedElement { msys })) =
+            serde_json::from_str::<MapOnly<HeadedElement<'a>>>(raw)
+        {
             match msys.0 {
                 None => return Ok(None),
                 Some((class, mut fields)) => {
@@ -186,11 +188,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeadedMsys<'a> {
                 let Some(Str(class)) = map.next_key()? else {
                     return Ok(HeadedMsys(None));
                 };
-                let fields = map.next_value()?;
+                let MapOnly(fields) = map.next_value()?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
                     return Err(de::Error::custom("two event classes"));
                 }
                 Ok(HeadedMsys(Some((class, fields))))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A struct read from a JSON object only: a derived struct also reads an array (its fields in
+/// order), which [`read_head`] refuses, so the one pass must too.
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MapOnly)
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))

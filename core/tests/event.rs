@@ -193,6 +193,9 @@ fn one_pass_reads_what_the_two_passes_read() {
         r#"{"msys":{"message_event":5}}"#,
         r#"{"msys":[]}"#,
         r#"[]"#,
+        r#"[{"msys":{"message_event":{"type":"delivery"}}}]"#,
+        r#"{"msys":{"message_event":["delivery","1"]}}"#,
+        r#"{"msys":{"message_event":[]}}"#,
     ] {
         elements.push(hostile.to_owned());
     }
