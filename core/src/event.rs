@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{EventHead, Str, read_head};
+use crate::envelope::{EventHead, Str, ValidationError, read_head};
 use crate::timestamp;
 
 /// An event's identity: `(type, event_id)`, or a hash of its raw JSON when it has no id.
@@ -88,8 +88,10 @@ impl<'a> Event<'a> {
     pub fn with_head(raw: &'a str, head: EventHead<'a>) -> Self {
         // Unreadable fields are a data problem, not a reason to lose the event: keep it with
         // what the head says and its raw text.
-        let mut fields = Element::deserialize(&mut serde_json::Deserializer::from_str(raw))
-            .map(|e| e.msys.0)
+        let mut fields = serde_json::from_str::<MapOnly<HeadedElement<'a>>>(raw)
+            .ok()
+            .and_then(|MapOnly(element)| element.msys.0)
+            .map(|(_, fields)| fields)
             .unwrap_or_default();
         fields.event_type = EventType::default();
         Self { head, fields, raw }
@@ -136,37 +138,24 @@ impl<'a> Event<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct Element<'a> {
-    #[serde(borrow)]
-    msys: Msys<'a>,
+/// An element read with its head and fields in one pass ([`Event::read_element`]), or its
+/// fields alone ([`Event::with_head`]).
+/// A body as the writer reads it: [`crate::envelope::elements`], then each element in one pass
+/// ([`Event::read_element`]), `None` for a ping; refused as [`crate::envelope::validate`]
+/// refuses it, with the same error.
+pub fn read_batch(body: &[u8]) -> Result<Vec<Option<Event<'_>>>, ValidationError> {
+    crate::envelope::elements(body)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            Event::read_element(raw).map_err(|e| ValidationError::Element {
+                index,
+                problem: e.to_string(),
+            })
+        })
+        .collect()
 }
 
-/// `msys` with its one class: the class's fields.
-struct Msys<'a>(Fields<'a>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Msys<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Msys<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an msys object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Fields::default();
-                if map.next_key::<IgnoredAny>()?.is_some() {
-                    fields = map.next_value()?;
-                }
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Msys(fields))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-/// An element read with its head and fields in one pass ([`Event::read_element`]).
 #[derive(Deserialize)]
 struct HeadedElement<'a> {
     #[serde(borrow)]

@@ -47,17 +47,7 @@ pub fn check_body(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
 /// The writer's reading (the elements, then each element's head and fields in one pass) gives
 /// `validate`'s verdict, and for every event the fields `Event::parse` reads.
 fn check_one_pass(body: &[u8], verdict: &Result<Batch<'_>, ValidationError>) {
-    let read = envelope::elements(body).and_then(|raws| {
-        raws.into_iter()
-            .enumerate()
-            .map(|(index, raw)| {
-                Event::read_element(raw).map_err(|e| ValidationError::Element {
-                    index,
-                    problem: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let read = sparklake_core::event::read_batch(body);
     match (verdict, read) {
         (Ok(batch), Ok(events)) => {
             assert_eq!(batch.elements.len(), events.len());

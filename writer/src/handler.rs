@@ -7,8 +7,8 @@ use bytes::Bytes;
 use sparklake_core::encode::{EncodeError, ParquetEncoder};
 
 use crate::encode::{Encoded, encode_all, on_all_cores};
-use sparklake_core::envelope::{self, ValidationError};
-use sparklake_core::event::Event;
+use sparklake_core::envelope::ValidationError;
+use sparklake_core::event::read_batch;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
@@ -305,29 +305,19 @@ fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
 const PARSE_CHUNK: usize = 16;
 
 /// The rows of one message, with its batch context. Each element is read once, head and fields
-/// together ([`Event::read_element`]); a message that is not a SparkPost batch fails with the
-/// error [`envelope::validate`] gives it.
+/// together ([`sparklake_core::event::read_batch`]); a message that is not a SparkPost batch
+/// fails with the error [`sparklake_core::envelope::validate`] gives it.
 fn read_rows<'m>(
     message: &'m InboundMessage,
     now: i64,
     policy: &TimestampPolicy,
 ) -> Result<Vec<Row<'m>>, WriteError> {
-    let elements = envelope::elements(&message.body)?;
+    let events = read_batch(&message.body)?;
     let batch_id = message.attribute(attr::BATCH_ID);
     let received_at = message.received_at_millis().unwrap_or(now);
-    let mut rows = Vec::with_capacity(elements.len());
-    for (index, raw) in elements.into_iter().enumerate() {
-        match Event::read_element(raw) {
-            Ok(Some(event)) => rows.push(Row::new(event, batch_id, received_at, policy)),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(ValidationError::Element {
-                    index,
-                    problem: e.to_string(),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(rows)
+    Ok(events
+        .into_iter()
+        .flatten()
+        .map(|event| Row::new(event, batch_id, received_at, policy))
+        .collect())
 }

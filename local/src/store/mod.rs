@@ -210,22 +210,10 @@ fn archive_key(content: &[u8], unix_secs: i64) -> String {
 #[async_trait]
 impl ArchiveAppend for FsArchive {
     async fn append(&self, records: Vec<Bytes>) -> Result<(), PortError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let content = ndjson(&records);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-            .unwrap_or(0);
-        let path = self.root.join(archive_key(&content, now));
-        let written = write_atomic_blocking(path, Bytes::from(content)).await;
-        self.faults.observe(&written);
-        written.map_err(|e| PortError::new("local archive append", e))
+        self.append_all(vec![records]).await
     }
 
-    /// A file per batch, as [`Self::append`] writes it, the syncs shared as in the store's
-    /// `put_all`.
+    /// A file per batch (see [`FsArchive`]), the syncs shared as in the store's `put_all`.
     async fn append_all(&self, batches: Vec<Vec<Bytes>>) -> Result<(), PortError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
