@@ -235,7 +235,11 @@ async fn no_event_answered_200_is_lost_under_injected_aws_faults() {
             .env("SPARKLAKE_AUTH", "none")
             .env("SPARKLAKE_LOG", "info")
             .env("SPARKLAKE_LOG_FORMAT", "json")
-            .env("SPARKLAKE_METRICS_INTERVAL_SECS", "2");
+            .env("SPARKLAKE_METRICS_INTERVAL_SECS", "2")
+            // One post per fanout call, as a fanout Lambda with batch size 1 runs: fanout sends
+            // a call's archive records in one Firehose request, and at the default of 10 the 50
+            // posts make ~6 requests, too few to meet the injected faults.
+            .env("SPARKLAKE_FANOUT_BATCH_SIZE", "1");
     };
     let log_path = work.path().join("serve.log");
     let mut serve = sparklake();
