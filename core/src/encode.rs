@@ -5,10 +5,11 @@
 //! column be INT96, which the Arrow writer cannot produce (README, "Engines": the one timestamp
 //! form every engine reads without a setting of its own).
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -139,12 +140,30 @@ impl std::fmt::Display for TimestampType {
 #[derive(Debug, Clone)]
 pub struct ParquetEncoder {
     schema: TypePtr,
+    /// A writer object's properties (`raw` at [`RAW_ZSTD_LEVEL`]).
     properties: Arc<WriterProperties>,
+    /// A compacted file's ([`Self::stream`]; `raw` at [`COMPACTED_RAW_ZSTD_LEVEL`]).
+    stream_properties: Arc<WriterProperties>,
     timestamps: TimestampType,
+    /// `properties` with each set of all-null columns tuned ([`Self::encode`]).
+    by_nulls: Arc<Mutex<HashMap<u128, Arc<WriterProperties>>>>,
 }
 
-/// zstd level of `raw`, the bulk of every file; the other compressed columns use level 1.
-const RAW_ZSTD_LEVEL: i32 = 3;
+/// Property sets an encoder keeps (a few per event type are used; the bound holds for any
+/// input).
+const MAX_PROPERTY_SETS: usize = 256;
+
+// Every column has a bit in a u128 mask.
+const _: () = assert!(COLUMNS.len() <= 128);
+
+/// zstd level of `raw` in a writer's object, the bulk of every file; the other compressed
+/// columns use level 1. On the writer's files (a few hundred rows, tens of KB of `raw` each),
+/// level 3 took 1.6 times level 1's CPU for 0.8 % fewer bytes of `raw` (BENCHMARKS.md).
+const RAW_ZSTD_LEVEL: i32 = 1;
+
+/// zstd level of `raw` in the compactor's files (row groups of tens of thousands of rows, written
+/// once and read for years): the level where the bytes still pay for the CPU.
+const COMPACTED_RAW_ZSTD_LEVEL: i32 = 3;
 
 impl Default for ParquetEncoder {
     fn default() -> Self {
@@ -155,19 +174,31 @@ impl Default for ParquetEncoder {
 impl ParquetEncoder {
     /// The encoder writing timestamps as `timestamps`.
     pub fn new(timestamps: TimestampType) -> Self {
-        Self::build(timestamps, RAW_ZSTD_LEVEL)
+        Self::build(timestamps, RAW_ZSTD_LEVEL, COMPACTED_RAW_ZSTD_LEVEL)
     }
 
-    /// The encoder with another zstd level (1–22) for `raw`, for measurements.
+    /// The encoder with another zstd level (1–22) for `raw` (in both kinds of file), for
+    /// measurements.
     pub fn with_zstd_level(level: i32) -> Self {
-        Self::build(TimestampType::default(), level)
+        Self::build(TimestampType::default(), level, level)
     }
 
     pub fn timestamps(&self) -> TimestampType {
         self.timestamps
     }
 
-    fn build(timestamps: TimestampType, raw_level: i32) -> Self {
+    fn build(timestamps: TimestampType, raw_level: i32, compacted_raw_level: i32) -> Self {
+        let properties = |level| Arc::new(Self::properties(timestamps, level));
+        Self {
+            schema: parquet_schema(timestamps),
+            properties: properties(raw_level),
+            stream_properties: properties(compacted_raw_level),
+            timestamps,
+            by_nulls: Arc::default(),
+        }
+    }
+
+    fn properties(timestamps: TimestampType, raw_level: i32) -> WriterProperties {
         let raw_level = ZstdLevel::try_new(raw_level).unwrap_or_default();
         // Statistics per column chunk only: page indexes (a column index and an offset index
         // per column) cost each of these small wide files kilobytes of footer and help little
@@ -202,36 +233,28 @@ impl ParquetEncoder {
                 builder = builder.set_column_statistics_enabled(path, EnabledStatistics::None);
             }
         }
-        Self {
-            schema: parquet_schema(timestamps),
-            properties: Arc::new(builder.build()),
-            timestamps,
-        }
+        builder.build()
     }
 
     /// Rows as one Parquet file of one row group.
     ///
-    /// A compressed column that is null in every row is stored uncompressed: its one page is a
-    /// few bytes of definition levels either way, and a zstd codec (a compression and a
-    /// decompression context, which the parquet crate builds for every compressed column
-    /// chunk) cost more than the rest of such a column's encoding in the writer's profile.
-    pub fn encode(&self, rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
-        let empty: Vec<&Column> = COLUMNS
-            .iter()
-            .filter(|c| c.encoding.compressed && rows.iter().all(|r| is_null((c.read)(r))))
-            .collect();
-        let properties = if empty.is_empty() {
-            self.properties.clone()
-        } else {
-            let mut builder = self.properties.as_ref().clone().into_builder();
-            for column in empty {
-                builder = builder.set_column_compression(
-                    ColumnPath::from(column.name),
-                    Compression::UNCOMPRESSED,
-                );
+    /// A column that is null in every row (most columns of most event types) is stored
+    /// uncompressed and without a dictionary: its one page is a few bytes of definition levels
+    /// either way, and a zstd codec (a compression and a decompression context, which the
+    /// parquet crate builds for every compressed column chunk) and a dictionary's hash table
+    /// cost more than the rest of such a column's encoding in the writer's profile. The
+    /// properties of each set of null columns are built once per encoder.
+    ///
+    /// `rows` are rows or references to them (the writer sorts references, not rows).
+    pub fn encode<'a, R: Borrow<Row<'a>>>(&self, rows: &[R]) -> Result<Vec<u8>, EncodeError> {
+        let mut nulls: u128 = 0;
+        for (at, column) in COLUMNS.iter().enumerate() {
+            let tuned = column.encoding.compressed || column.encoding.dictionary;
+            if tuned && rows.iter().all(|r| is_null((column.read)(r.borrow()))) {
+                nulls |= 1 << at;
             }
-            Arc::new(builder.build())
-        };
+        }
+        let properties = self.properties_without(nulls);
         let mut stream = ParquetStream {
             file: SerializedFileWriter::new(
                 Vec::with_capacity(rows.len() * 256 + 8192),
@@ -245,14 +268,50 @@ impl ParquetEncoder {
         stream.finish()
     }
 
+    /// The properties with the columns of `nulls` (bit n: `COLUMNS[n]`) uncompressed and
+    /// without a dictionary; built once per set and kept (a few sets per event type).
+    fn properties_without(&self, nulls: u128) -> Arc<WriterProperties> {
+        if nulls == 0 {
+            return self.properties.clone();
+        }
+        let mut built = self
+            .by_nulls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(properties) = built.get(&nulls) {
+            return properties.clone();
+        }
+        let mut builder = self.properties.as_ref().clone().into_builder();
+        for (at, column) in COLUMNS.iter().enumerate() {
+            if nulls & (1 << at) != 0 {
+                builder = builder
+                    .set_column_compression(
+                        ColumnPath::from(column.name),
+                        Compression::UNCOMPRESSED,
+                    )
+                    .set_column_dictionary_enabled(ColumnPath::from(column.name), false);
+            }
+        }
+        let properties = Arc::new(builder.build());
+        if built.len() >= MAX_PROPERTY_SETS {
+            built.clear();
+        }
+        built.insert(nulls, properties.clone());
+        properties
+    }
+
     /// A Parquet file written to `out` a row group at a time (the compactor's outputs), with
-    /// this encoder's schema and settings.
+    /// this encoder's schema and settings, `raw` at the compactor's zstd level.
     pub fn stream<W: std::io::Write + Send>(
         &self,
         out: W,
     ) -> Result<ParquetStream<W>, EncodeError> {
         Ok(ParquetStream {
-            file: SerializedFileWriter::new(out, self.schema.clone(), self.properties.clone())?,
+            file: SerializedFileWriter::new(
+                out,
+                self.schema.clone(),
+                self.stream_properties.clone(),
+            )?,
             timestamps: self.timestamps,
             levels: Vec::new(),
         })
@@ -268,7 +327,10 @@ pub struct ParquetStream<W: std::io::Write + Send> {
 
 impl<W: std::io::Write + Send> ParquetStream<W> {
     /// Writes `rows` as one row group.
-    pub fn write_row_group(&mut self, rows: &[Row<'_>]) -> Result<(), EncodeError> {
+    pub fn write_row_group<'a, R: Borrow<Row<'a>>>(
+        &mut self,
+        rows: &[R],
+    ) -> Result<(), EncodeError> {
         let mut group = self.file.next_row_group()?;
         for column in COLUMNS {
             let Some(mut writer) = group.next_column()? else {
@@ -345,15 +407,15 @@ pub fn parquet_schema(timestamps: TimestampType) -> TypePtr {
 }
 
 /// One column chunk from the rows. `levels` is scratch space for the definition levels.
-fn write_column(
+fn write_column<'a, R: Borrow<Row<'a>>>(
     column: &Column,
-    rows: &[Row<'_>],
+    rows: &[R],
     timestamps: TimestampType,
     writer: &mut ColumnWriter<'_>,
     levels: &mut Vec<i16>,
 ) -> Result<(), EncodeError> {
     levels.clear();
-    let values = rows.iter().map(|r| (column.read)(r));
+    let values = rows.iter().map(|r| (column.read)(r.borrow()));
     match writer {
         ColumnWriter::ByteArrayColumnWriter(w) => {
             // One buffer for the column's text and a view of it per value: no allocation per
@@ -501,11 +563,11 @@ pub fn int96_of_millis(millis: i64) -> Int96 {
 /// no raw line break inside a field (Athena's OpenCSVSerde cannot read them): in text, CR and LF
 /// become the two characters `\r` and `\n`; JSON columns are written on one line (see
 /// [`one_line_json`]), which needs no escaping since JSON strings cannot hold a raw line break.
-pub fn encode_csv(rows: &[Row<'_>]) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_csv<'a, R: Borrow<Row<'a>>>(rows: &[R]) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(rows.len() * 1024 + 1024);
     csv_header(&mut out);
     for row in rows {
-        csv_record(&mut out, row);
+        csv_record(&mut out, row.borrow());
     }
     Ok(out)
 }
@@ -533,9 +595,9 @@ impl<W: std::io::Write> CsvStream<W> {
         Ok(Self { out, buf })
     }
 
-    pub fn write_rows(&mut self, rows: &[Row<'_>]) -> Result<(), EncodeError> {
+    pub fn write_rows<'a, R: Borrow<Row<'a>>>(&mut self, rows: &[R]) -> Result<(), EncodeError> {
         for row in rows {
-            csv_record(&mut self.buf, row);
+            csv_record(&mut self.buf, row.borrow());
             if self.buf.len() >= CSV_CHUNK {
                 self.drain()?;
             }
@@ -632,14 +694,14 @@ fn csv_text(out: &mut Vec<u8>, text: &[u8]) {
 /// (strings hold them escaped), so each becomes a space: the same JSON value, byte for byte
 /// otherwise, and no copy at all for the usual compact text.
 fn one_line_json(json: &str) -> Cow<'_, str> {
-    if !json.as_bytes().iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
         return Cow::Borrowed(json);
     }
     Cow::Owned(json.replace(['\r', '\n'], " "))
 }
 
 fn escape_line_breaks(text: &str) -> Cow<'_, str> {
-    if !text.contains(['\n', '\r']) {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     Cow::Owned(text.replace('\r', "\\r").replace('\n', "\\n"))
@@ -755,7 +817,7 @@ mod tests {
     }
 
     #[test]
-    fn compressed_columns_that_are_all_null_are_stored_uncompressed() {
+    fn columns_that_are_all_null_are_stored_uncompressed_without_a_dictionary() {
         let rows = sample_rows(BATCH);
         let file = ParquetEncoder::default().encode(&rows).expect("encodes");
         let reader = SerializedFileReader::new(Bytes::from(file)).expect("reads");
@@ -772,6 +834,24 @@ mod tests {
         assert_eq!(codec("subject"), Compression::UNCOMPRESSED);
         // Never compressed.
         assert_eq!(codec("type"), Compression::UNCOMPRESSED);
+        let dictionary = |name: &str| {
+            let at = COLUMNS.iter().position(|c| c.name == name).expect("column");
+            group.column(at).dictionary_page_offset().is_some()
+        };
+        // A dictionary where its encoding says so and a value is present; none for a column
+        // null in every row, whatever its encoding.
+        assert!(dictionary("type"));
+        assert!(dictionary("event_class"));
+        assert!(!dictionary("event_id"));
+        assert!(!dictionary("sms_coding"));
+        assert!(!dictionary("subject"));
+        // A second file with the same null columns reuses the properties; another set adds one.
+        let encoder = ParquetEncoder::default();
+        encoder.encode(&rows).expect("encodes");
+        encoder.encode(&rows[..1]).expect("encodes");
+        encoder.encode(&rows).expect("encodes");
+        let sets = encoder.by_nulls.lock().expect("lock").len();
+        assert!((1..=2).contains(&sets), "{sets} property sets");
         let batches = read_parquet(reader_bytes(&rows)).expect("reads back");
         assert_eq!(batches[0].num_rows(), 2);
         // Neither page index is written (the footer's statistics are per column chunk).
