@@ -26,8 +26,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, Type, TypePtr};
 
-use crate::schema::{COLUMNS, Column, Kind, Row, Value, schema};
-use crate::timestamp::format_millis;
+use crate::schema::{COLUMNS, Column, Encoding, Kind, Row, Value, schema};
+use crate::timestamp::write_millis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -145,13 +145,23 @@ pub struct ParquetEncoder {
     /// A compacted file's ([`Self::stream`]; `raw` at [`COMPACTED_RAW_ZSTD_LEVEL`]).
     stream_properties: Arc<WriterProperties>,
     timestamps: TimestampType,
-    /// `properties` with each set of all-null columns tuned ([`Self::encode`]).
-    by_nulls: Arc<Mutex<HashMap<u128, Arc<WriterProperties>>>>,
+    /// `properties` tuned for each (all-null columns, small columns) pair of sets
+    /// ([`Self::encode`]).
+    by_nulls: Arc<Mutex<HashMap<ColumnSets, Arc<WriterProperties>>>>,
 }
+
+/// (all-null columns, small columns), a bit per column (bit n: `COLUMNS[n]`).
+type ColumnSets = (u128, u128);
 
 /// Property sets an encoder keeps (a few per event type are used; the bound holds for any
 /// input).
 const MAX_PROPERTY_SETS: usize = 256;
+
+/// A compressed column whose values in a file total fewer bytes than this is stored
+/// uncompressed: zstd saves a few bytes of so little, and the parquet crate builds a
+/// compression and a decompression context for every compressed column chunk, which was 7 % of
+/// the writer's CPU on its files of tens to hundreds of rows (BENCHMARKS.md).
+const SMALL_CHUNK_BYTES: usize = 1024;
 
 // Every column has a bit in a u128 mask.
 const _: () = assert!(COLUMNS.len() <= 128);
@@ -247,14 +257,35 @@ impl ParquetEncoder {
     ///
     /// `rows` are rows or references to them (the writer sorts references, not rows).
     pub fn encode<'a, R: Borrow<Row<'a>>>(&self, rows: &[R]) -> Result<Vec<u8>, EncodeError> {
-        let mut nulls: u128 = 0;
+        let (mut nulls, mut small): (u128, u128) = (0, 0);
         for (at, column) in COLUMNS.iter().enumerate() {
-            let tuned = column.encoding.compressed || column.encoding.dictionary;
-            if tuned && rows.iter().all(|r| is_null((column.read)(r.borrow()))) {
+            let Encoding {
+                compressed,
+                dictionary,
+                ..
+            } = column.encoding;
+            if !compressed && !dictionary {
+                continue;
+            }
+            // What the values take, counted until it no longer matters.
+            let enough = if compressed { SMALL_CHUNK_BYTES } else { 1 };
+            let (mut present, mut bytes) = (false, 0);
+            for row in rows {
+                if let Some(size) = value_bytes((column.read)(row.borrow())) {
+                    present = true;
+                    bytes += size;
+                    if bytes >= enough {
+                        break;
+                    }
+                }
+            }
+            if !present {
                 nulls |= 1 << at;
+            } else if compressed && bytes < SMALL_CHUNK_BYTES {
+                small |= 1 << at;
             }
         }
-        let properties = self.properties_without(nulls);
+        let properties = self.properties_without(nulls, small);
         let mut stream = ParquetStream {
             file: SerializedFileWriter::new(
                 Vec::with_capacity(rows.len() * 256 + 8192),
@@ -269,34 +300,34 @@ impl ParquetEncoder {
     }
 
     /// The properties with the columns of `nulls` (bit n: `COLUMNS[n]`) uncompressed and
-    /// without a dictionary; built once per set and kept (a few sets per event type).
-    fn properties_without(&self, nulls: u128) -> Arc<WriterProperties> {
-        if nulls == 0 {
+    /// without a dictionary, and those of `small` uncompressed; built once per pair of sets and
+    /// kept (a few per event type).
+    fn properties_without(&self, nulls: u128, small: u128) -> Arc<WriterProperties> {
+        if nulls == 0 && small == 0 {
             return self.properties.clone();
         }
         let mut built = self
             .by_nulls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(properties) = built.get(&nulls) {
+        if let Some(properties) = built.get(&(nulls, small)) {
             return properties.clone();
         }
         let mut builder = self.properties.as_ref().clone().into_builder();
         for (at, column) in COLUMNS.iter().enumerate() {
+            let path = || ColumnPath::from(column.name);
+            if (nulls | small) & (1 << at) != 0 {
+                builder = builder.set_column_compression(path(), Compression::UNCOMPRESSED);
+            }
             if nulls & (1 << at) != 0 {
-                builder = builder
-                    .set_column_compression(
-                        ColumnPath::from(column.name),
-                        Compression::UNCOMPRESSED,
-                    )
-                    .set_column_dictionary_enabled(ColumnPath::from(column.name), false);
+                builder = builder.set_column_dictionary_enabled(path(), false);
             }
         }
         let properties = Arc::new(builder.build());
         if built.len() >= MAX_PROPERTY_SETS {
             built.clear();
         }
-        built.insert(nulls, properties.clone());
+        built.insert((nulls, small), properties.clone());
         properties
     }
 
@@ -509,15 +540,15 @@ pub fn timestamps_as_millis(schema: &arrow::datatypes::Schema) -> arrow::datatyp
     Arc::new(Schema::new(fields))
 }
 
-fn is_null(value: Value<'_>) -> bool {
-    matches!(
-        value,
-        Value::Text(None)
-            | Value::Int(None)
-            | Value::Float(None)
-            | Value::OptBool(None)
-            | Value::Millis(None)
-    )
+/// The bytes a present value takes in a column's plain encoding; `None` for a null.
+fn value_bytes(value: Value<'_>) -> Option<usize> {
+    match value {
+        Value::Text(t) => t.map(str::len),
+        Value::Int(v) | Value::Millis(v) => v.map(|_| 8),
+        Value::Float(v) => v.map(|_| 8),
+        Value::OptBool(v) => v.map(|_| 1),
+        Value::Bool(_) => Some(1),
+    }
 }
 
 /// The values `pick` finds, with a definition level per row in `levels` (1 present, 0 null).
@@ -656,18 +687,30 @@ fn csv_field(out: &mut Vec<u8>, kind: Kind, value: Value<'_>) {
         | Value::Float(None)
         | Value::Millis(None)
         | Value::OptBool(None) => {}
+        // Most fields hold none of the characters that need care: one scan, one copy.
+        Value::Text(Some(t)) if plain_field(t.as_bytes()) => out.extend_from_slice(t.as_bytes()),
         Value::Text(Some(t)) if kind == Kind::Json => csv_text(out, one_line_json(t).as_bytes()),
         Value::Text(Some(t)) => csv_text(out, escape_line_breaks(t).as_bytes()),
-        Value::Int(Some(i)) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Int(Some(i)) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Value::Float(Some(f)) => {
             let _ = write!(out, "{f}");
         }
         Value::Bool(b) | Value::OptBool(Some(b)) => {
             out.extend_from_slice(if b { b"true" } else { b"false" })
         }
-        Value::Millis(Some(m)) => out.extend_from_slice(format_millis(m).as_bytes()),
+        Value::Millis(Some(m)) => write_millis(out, m),
+    }
+}
+
+/// Whether `text` holds no comma, quote, CR or LF: written as it is in every column.
+fn plain_field(text: &[u8]) -> bool {
+    if text.len() < 32 {
+        // Short fields (ids, names, numbers as text): a loop beats setting up a vector search.
+        !text
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    } else {
+        memchr::memchr3(b',', b'"', b'\n', text).is_none() && memchr::memchr(b'\r', text).is_none()
     }
 }
 
@@ -710,6 +753,7 @@ fn escape_line_breaks(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::format_millis;
     use parquet::basic::ColumnOrder;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -817,8 +861,50 @@ mod tests {
     }
 
     #[test]
-    fn columns_that_are_all_null_are_stored_uncompressed_without_a_dictionary() {
+    fn columns_of_under_a_kilobyte_are_stored_uncompressed() {
         let rows = sample_rows(BATCH);
+        let file = Bytes::from(ParquetEncoder::default().encode(&rows).expect("encodes"));
+        let reader = SerializedFileReader::new(file.clone()).expect("reads");
+        let group = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            let at = COLUMNS.iter().position(|c| c.name == name).expect("column");
+            group.column(at)
+        };
+        // Two events of a few hundred bytes: nothing is worth a zstd context...
+        for name in ["raw", "event_id", "timestamp"] {
+            assert_eq!(
+                column(name).compression(),
+                Compression::UNCOMPRESSED,
+                "{name}"
+            );
+        }
+        // ...while dictionaries stay where the encoding has them, and the values are whole.
+        assert!(column("type").dictionary_page_offset().is_some());
+        let batches = read_parquet(file).expect("reads back");
+        let raw = batches[0]
+            .column_by_name("raw")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+            .expect("raw");
+        assert_eq!(raw.value(1), rows[1].event.raw);
+    }
+
+    /// `BATCH`'s two events `copies` times over, each copy with its own event ids.
+    fn repeated_batch(copies: usize) -> String {
+        let one = BATCH.trim().trim_start_matches('[').trim_end_matches(']');
+        let copies: Vec<String> = (0..copies)
+            .map(|n| {
+                // Ids as long as SparkPost's (about 20 digits).
+                one.replace("\"event_id\":\"1\"", &format!("\"event_id\":\"1{n:019}\""))
+                    .replace("\"event_id\":\"2\"", &format!("\"event_id\":\"2{n:019}\""))
+            })
+            .collect();
+        format!("[{}]", copies.join(","))
+    }
+
+    #[test]
+    fn columns_that_are_all_null_are_stored_uncompressed_without_a_dictionary() {
+        let text = repeated_batch(100);
+        let rows = sample_rows(&text);
         let file = ParquetEncoder::default().encode(&rows).expect("encodes");
         let reader = SerializedFileReader::new(Bytes::from(file)).expect("reads");
         let group = reader.metadata().row_group(0);
@@ -826,7 +912,7 @@ mod tests {
             let at = COLUMNS.iter().position(|c| c.name == name).expect("column");
             group.column(at).compression()
         };
-        // Present in a row: compressed as the encoding says.
+        // Present, and a kilobyte or more: compressed as the encoding says.
         assert!(matches!(codec("raw"), Compression::ZSTD(_)));
         assert!(matches!(codec("event_id"), Compression::ZSTD(_)));
         // Compressed by its encoding, but null in both rows.
@@ -845,19 +931,26 @@ mod tests {
         assert!(!dictionary("event_id"));
         assert!(!dictionary("sms_coding"));
         assert!(!dictionary("subject"));
-        // The same set of null columns gets the same properties, built once; the sets kept
-        // stay bounded whatever the input.
+        // The same sets of null and small columns get the same properties, built once; the
+        // sets kept stay bounded whatever the input.
         let encoder = ParquetEncoder::default();
-        let first = encoder.properties_without(0b101);
-        assert!(Arc::ptr_eq(&first, &encoder.properties_without(0b101)));
-        assert!(!Arc::ptr_eq(&first, &encoder.properties_without(0b110)));
+        let first = encoder.properties_without(0b101, 0b1000);
+        assert!(Arc::ptr_eq(
+            &first,
+            &encoder.properties_without(0b101, 0b1000)
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &encoder.properties_without(0b110, 0b1000)
+        ));
+        assert!(!Arc::ptr_eq(&first, &encoder.properties_without(0b101, 0)));
         for nulls in 1..=(MAX_PROPERTY_SETS as u128 * 2) {
-            encoder.properties_without(nulls);
+            encoder.properties_without(nulls, nulls << 64);
         }
         let sets = encoder.by_nulls.lock().expect("lock").len();
         assert!(sets <= MAX_PROPERTY_SETS, "{sets} property sets");
         let batches = read_parquet(reader_bytes(&rows)).expect("reads back");
-        assert_eq!(batches[0].num_rows(), 2);
+        assert_eq!(batches[0].num_rows(), 200);
         // Neither page index is written (the footer's statistics are per column chunk).
         let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
             .with_page_index()

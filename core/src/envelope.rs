@@ -244,31 +244,50 @@ pub fn split(elements: &[&str], max_bytes: usize) -> Result<Vec<String>, Element
 }
 
 /// Removes insignificant whitespace (outside strings), so a pretty-printed element fits one line.
+/// Compact text (the usual case) is borrowed, not copied; strings are skipped with `memchr`
+/// (only `"` and `\\` matter inside them), so the walk costs little more than a scan.
 pub fn compact(json: &str) -> Cow<'_, str> {
-    if !json
-        .bytes()
-        .any(|b| matches!(b, b'\n' | b'\r' | b'\t' | b' '))
-    {
-        return Cow::Borrowed(json);
-    }
-    let mut out = String::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
+    let bytes = json.as_bytes();
+    // `out` starts at the first insignificant whitespace; `bytes[kept..at]` is still to copy.
+    let mut out: Option<Vec<u8>> = None;
+    let (mut at, mut kept) = (0, 0);
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                at += 1;
+                let mut closed = false;
+                while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    if bytes[at + found] == b'"' {
+                        at += found + 1;
+                        closed = true;
+                        break;
+                    }
+                    // A backslash escapes the byte after it (the first of its character; the
+                    // rest are UTF-8 continuation bytes, never `"` or `\\`).
+                    at = (at + found + 2).min(bytes.len());
+                }
+                if !closed {
+                    // Unterminated: the rest is inside the string.
+                    at = bytes.len();
+                }
             }
-        } else if c == '"' {
-            in_string = true;
-        } else if matches!(c, '\n' | '\r' | '\t' | ' ') {
-            continue;
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+                out.extend_from_slice(&bytes[kept..at]);
+                at += 1;
+                kept = at;
+            }
+            _ => at += 1,
         }
-        out.push(c);
     }
-    Cow::Owned(out)
+    match out {
+        None => Cow::Borrowed(json),
+        Some(mut out) => {
+            out.extend_from_slice(&bytes[kept..]);
+            // Only ASCII bytes outside strings were dropped, so the text is still UTF-8.
+            String::from_utf8(out).map_or(Cow::Borrowed(json), Cow::Owned)
+        }
+    }
 }
 
 /// Collects the top-level array as borrowed slices, counting how far it got for error messages.

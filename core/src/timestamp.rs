@@ -64,11 +64,20 @@ pub fn date_of(millis: i64) -> NaiveDate {
 
 /// `YYYY-MM-DD HH:MM:SS.mmm`, the text form Athena reads as a TIMESTAMP.
 pub fn format_millis(millis: i64) -> String {
+    let mut out = Vec::with_capacity(23);
+    write_millis(&mut out, millis);
+    // Only ASCII digits and separators are written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`format_millis`] appended to `out` (the CSV encoder's, without a `String` per value).
+pub fn write_millis(into: &mut Vec<u8>, millis: i64) {
     use chrono::{Datelike, Timelike};
     let t = DateTime::from_timestamp_millis(millis).unwrap_or(DateTime::UNIX_EPOCH);
     let year = t.year();
     if !(0..=9999).contains(&year) {
-        return t.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+        into.extend_from_slice(t.format("%Y-%m-%d %H:%M:%S%.3f").to_string().as_bytes());
+        return;
     }
     // Written by hand: chrono's `format` parses its pattern on every call, which showed in the
     // CSV encoder's profile.
@@ -97,7 +106,7 @@ pub fn format_millis(millis: i64) -> String {
     ] {
         out[at] = sep;
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    into.extend_from_slice(&out);
 }
 
 #[cfg(test)]

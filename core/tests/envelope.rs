@@ -187,6 +187,76 @@ fn compact_drops_whitespace_outside_strings_only() {
     ));
 }
 
+/// The character walk `compact` was before it skipped strings with memchr: the reference.
+fn compact_by_chars(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, '\n' | '\r' | '\t' | ' ') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn compact_is_the_character_walk_on_real_and_broken_text() {
+    let mut texts: Vec<String> = Vec::new();
+    for path in ["sparkpost/batch.json", "documented/message_events.json"] {
+        let body = String::from_utf8(fixture(path)).expect("utf-8");
+        texts.push(
+            serde_json::to_string_pretty(
+                &serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+            )
+            .expect("pretty"),
+        );
+        texts.push(body);
+    }
+    // Escapes at the end, unterminated strings, escaped multi-byte characters, whitespace of
+    // every kind on both sides of a string.
+    for text in [
+        "\"a b\\",
+        "\"a\\\"",
+        "\"\\",
+        "\"",
+        " \" x \" ",
+        "\"\\é \" \t{ }",
+        "[ \"\\\\\" , 1 ]",
+        "\r\n\t ",
+        "\"unterminated with spaces",
+        "é \"é\\é\" é",
+    ] {
+        texts.push(text.into());
+    }
+    for text in &texts {
+        // Every prefix too: truncations cut strings and escapes at every point.
+        let cuts: Vec<usize> = (0..=text.len())
+            .filter(|&n| text.is_char_boundary(n))
+            .collect();
+        for &n in cuts.iter().step_by(cuts.len() / 400 + 1) {
+            let prefix = &text[..n];
+            assert_eq!(compact(prefix), compact_by_chars(prefix), "{prefix:?}");
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn compact_is_the_character_walk(text in "[ \\t\\r\\n\"\\\\a{}:,é]{0,40}") {
+        proptest::prop_assert_eq!(compact(&text), compact_by_chars(&text));
+    }
+}
+
 /// Mutated and truncated copies of real payloads: validation answers Ok or Err, never panics,
 /// and whatever it accepts reads as events (all of them, none dropped).
 #[test]

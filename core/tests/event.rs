@@ -210,3 +210,37 @@ fn one_pass_reads_what_the_two_passes_read() {
         }
     }
 }
+
+/// `read_events` is `read_batch` without the pings, in order, with the same refusals.
+#[test]
+fn read_events_is_read_batch_without_pings() {
+    use sparklake_core::event::{read_batch, read_events};
+    let mut bodies: Vec<Vec<u8>> = ["sparkpost/batch.json", "documented/message_events.json"]
+        .into_iter()
+        .map(fixture)
+        .collect();
+    for text in [
+        r#"[{"msys":{}},{"msys":{"message_event":{"type":"delivery","event_id":"1"}}},{"msys":{}}]"#,
+        r#"[{"msys":{"message_event":{"type":"delivery"}}},{"msys":{"message_event":5}}]"#,
+        r#"[{"msys":{"message_event":{"type":"delivery"}}},{"nomsys":1}]"#,
+        r#"{"not":"an array"}"#,
+        "[]",
+    ] {
+        bodies.push(text.as_bytes().to_vec());
+    }
+    for body in &bodies {
+        let batch = read_batch(body).map(|events| {
+            events
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{e:?}"))
+                .collect::<Vec<_>>()
+        });
+        let events = read_events(body, |e| format!("{e:?}"));
+        match (events, batch) {
+            (Ok(events), Ok(batch)) => assert_eq!(events, batch),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("read_events {a:?}, read_batch {b:?}"),
+        }
+    }
+}

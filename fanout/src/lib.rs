@@ -9,6 +9,7 @@
 //! per queue (locally one transaction and one sync each, on AWS full request batches); a send
 //! that fails fails every message of the call, and all are retried.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -209,7 +210,11 @@ impl Fanout<'_> {
         let records = if self.archive.is_some() {
             batch
                 .events()
-                .map(|(e, _)| Bytes::from(envelope::compact(e.raw).into_owned()))
+                .map(|(e, _)| match envelope::compact(e.raw) {
+                    // Already one line (the usual case): a view of the body, not a copy.
+                    Cow::Borrowed(raw) => slice_of(&message.body, raw),
+                    Cow::Owned(raw) => Bytes::from(raw),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -223,5 +228,15 @@ impl Fanout<'_> {
             per_route,
             records,
         })
+    }
+}
+
+/// `part` as a view of `body` when it lies within it, else a copy.
+fn slice_of(body: &Bytes, part: &str) -> Bytes {
+    let (start, at) = (body.as_ptr() as usize, part.as_ptr() as usize);
+    if at >= start && at + part.len() <= start + body.len() {
+        body.slice_ref(part.as_bytes())
+    } else {
+        Bytes::copy_from_slice(part.as_bytes())
     }
 }

@@ -8,7 +8,7 @@ use sparklake_core::encode::{EncodeError, ParquetEncoder};
 
 use crate::encode::{Encoded, encode_all, on_all_cores};
 use sparklake_core::envelope::ValidationError;
-use sparklake_core::event::read_batch;
+use sparklake_core::event::read_events;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
@@ -75,7 +75,7 @@ impl Writer<'_> {
             match result {
                 Ok(keys) => {
                     written.push(entry);
-                    record_written(group, keys, &mut outcome);
+                    record_written(partition, group, keys, &mut outcome);
                 }
                 Err(e) => {
                     error!(event_type = %partition.event_type, dt = %partition.dt, error = %e, "write failed; its messages will be retried");
@@ -234,7 +234,9 @@ fn group<'a>(
     read: &'a [Result<Vec<Row<'a>>, WriteError>],
     outcome: &mut Outcome,
 ) -> Vec<(Partition<'a>, Group<'a>)> {
-    let mut seen = HashSet::new();
+    // Seeded per process (foldhash's RandomState): SipHash's strength is not needed for one
+    // call's ids, and the hashing was a percent of the writer's CPU.
+    let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
     let mut groups: BTreeMap<Partition<'_>, Group<'_>> = BTreeMap::new();
     for (message, rows) in messages.iter().zip(read) {
         let span = info_span!("message", id = %message.id, receive_count = message.receive_count);
@@ -270,7 +272,12 @@ fn group<'a>(
 }
 
 /// Counts a group whose objects were stored.
-fn record_written(group: &Group<'_>, keys: Vec<String>, outcome: &mut Outcome) {
+fn record_written(
+    partition: &Partition<'_>,
+    group: &Group<'_>,
+    keys: Vec<String>,
+    outcome: &mut Outcome,
+) {
     outcome.rows += group.rows.len();
     // Both objects of a group hold the same rows; count the group once.
     outcome
@@ -286,9 +293,10 @@ fn record_written(group: &Group<'_>, keys: Vec<String>, outcome: &mut Outcome) {
         oldest_event_millis: oldest,
         ..Metrics::default()
     });
-    for row in &group.rows {
-        outcome.metrics.add_events(&row.event.head.event_type, 1);
-    }
+    // Every row of a group is of the partition's type.
+    outcome
+        .metrics
+        .add_events(&partition.event_type, group.rows.len() as u64);
     outcome.objects.extend(keys);
 }
 
@@ -316,19 +324,16 @@ fn finish(messages: &[InboundMessage], outcome: &mut Outcome) {
 const PARSE_CHUNK: usize = 16;
 
 /// The rows of one message, with its batch context. Each element is read once, head and fields
-/// together ([`sparklake_core::event::read_batch`]); a message that is not a SparkPost batch
+/// together ([`sparklake_core::event::read_events`]); a message that is not a SparkPost batch
 /// fails with the error [`sparklake_core::envelope::validate`] gives it.
 fn read_rows<'m>(
     message: &'m InboundMessage,
     now: i64,
     policy: &TimestampPolicy,
 ) -> Result<Vec<Row<'m>>, WriteError> {
-    let events = read_batch(&message.body)?;
     let batch_id = message.attribute(attr::BATCH_ID);
     let received_at = message.received_at_millis().unwrap_or(now);
-    Ok(events
-        .into_iter()
-        .flatten()
-        .map(|event| Row::new(event, batch_id, received_at, policy))
-        .collect())
+    Ok(read_events(&message.body, |event| {
+        Row::new(event, batch_id, received_at, policy)
+    })?)
 }

@@ -15,6 +15,13 @@ use super::{QueueError, count, unique_id};
 /// is the queue's name (a dead letter's queue is `"{name}-dlq"`); `visible_at` is unix millis;
 /// `receipt` is the handle of the latest receive, NULL before the first and after a move between
 /// queues. The index serves receive (queue, then seq order, filtering on visible_at) and counts.
+///
+/// Bodies are kept in their own table, one row per message by `seq` (deleted with it by the
+/// trigger): SQLite rewrites a whole record on every update, so a receive's or a heartbeat's
+/// update of `receipt` and `visible_at` rewrote a message's whole body (a webhook batch is up to
+/// a megabyte) while the body sat in the same row; now it rewrites a few dozen bytes. A message
+/// stored before that (its body in `messages.body`, no `bodies` row) reads as it always did;
+/// new rows leave `messages.body` empty.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -28,7 +35,19 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq, visible_at);
+CREATE TABLE IF NOT EXISTS bodies (
+    seq  INTEGER PRIMARY KEY,
+    body BLOB    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS messages_body_gone AFTER DELETE ON messages
+BEGIN
+    DELETE FROM bodies WHERE seq = OLD.seq;
+END;
 ";
+
+/// A message's body: from `bodies`, or from the row itself for a message stored before bodies
+/// had their own table.
+const BODY: &str = "COALESCE(b.body, m.body)";
 
 /// What a blocking database job gets: the connection, the current time, the queue names.
 pub(super) struct Ctx<'a> {
@@ -73,19 +92,19 @@ pub(super) fn send(
             .prepare_cached(
                 "INSERT INTO messages \
                  (id, queue, body, attributes, receive_count, visible_at, sent_at) \
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+                 VALUES (?1, ?2, x'', ?3, 0, ?4, ?4)",
             )
             .map_err(sql_error("prepare send"))?;
+        let mut insert_body = tx
+            .prepare_cached("INSERT INTO bodies (seq, body) VALUES (?1, ?2)")
+            .map_err(sql_error("prepare send"))?;
         for (body, attributes) in rows {
-            insert
-                .execute(params![
-                    unique_id(),
-                    ctx.name,
-                    body.as_ref(),
-                    attributes,
-                    ctx.now
-                ])
+            let seq = insert
+                .insert(params![unique_id(), ctx.name, attributes, ctx.now])
                 .map_err(sql_error("insert message"))?;
+            insert_body
+                .execute(params![seq, body.as_ref()])
+                .map_err(sql_error("insert message body"))?;
         }
     }
     tx.commit().map_err(sql_error("commit send"))
@@ -151,10 +170,12 @@ pub(super) fn receive(
     };
     {
         let mut select = tx
-            .prepare_cached(
-                "SELECT seq, id, body, attributes, receive_count FROM messages \
-                 WHERE queue = ?1 AND visible_at <= ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )
+            .prepare_cached(&format!(
+                "SELECT m.seq, m.id, {BODY}, m.attributes, m.receive_count \
+                 FROM messages AS m LEFT JOIN bodies AS b ON b.seq = m.seq \
+                 WHERE m.queue = ?1 AND m.visible_at <= ?2 AND m.seq > ?3 \
+                 ORDER BY m.seq LIMIT ?4"
+            ))
             .map_err(sql_error("prepare receive"))?;
         let mut to_dlq = tx
             .prepare_cached(
@@ -299,10 +320,11 @@ pub(super) fn counts(ctx: Ctx<'_>) -> Result<QueueCounts, QueueError> {
 pub(super) fn peek_dead(ctx: Ctx<'_>, limit: i64) -> Result<Vec<InboundMessage>, QueueError> {
     let mut select = ctx
         .conn
-        .prepare_cached(
-            "SELECT id, body, attributes, receive_count FROM messages \
-             WHERE queue = ?1 ORDER BY seq LIMIT ?2",
-        )
+        .prepare_cached(&format!(
+            "SELECT m.id, {BODY}, m.attributes, m.receive_count \
+             FROM messages AS m LEFT JOIN bodies AS b ON b.seq = m.seq \
+             WHERE m.queue = ?1 ORDER BY m.seq LIMIT ?2"
+        ))
         .map_err(sql_error("prepare peek"))?;
     let rows = select
         .query_map(params![ctx.dlq, limit], |row| {

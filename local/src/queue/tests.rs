@@ -494,6 +494,67 @@ async fn the_database_uses_wal_and_full_sync() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn bodies_live_apart_and_go_with_their_messages() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let queue = open(&dir)?.queue("events", immediate(5));
+    queue.send_messages(vec![msg("one"), msg("two")]).await?;
+    let rows = |queue: &LocalQueue| {
+        let queue = queue.clone();
+        async move {
+            queue
+                .run(|ctx| {
+                    let count = |sql: &str| -> Result<i64, QueueError> {
+                        ctx.conn
+                            .query_row(sql, [], |r| r.get(0))
+                            .map_err(sql_error("count"))
+                    };
+                    Ok((
+                        count("SELECT COUNT(*) FROM bodies")?,
+                        count("SELECT COALESCE(SUM(length(body)), 0) FROM messages")?,
+                    ))
+                })
+                .await
+        }
+    };
+    // Each body once, in its own table; the message rows carry none.
+    assert_eq!(rows(&queue).await?, (2, 0));
+    let received = queue.receive(1).await?;
+    assert_eq!(bodies(&received), [b"one"]);
+    queue.delete(&receipts(&received)).await?;
+    assert_eq!(
+        rows(&queue).await?,
+        (1, 0),
+        "the deleted message's body is gone"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_stored_with_its_body_in_its_row_still_reads_and_deletes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let queue = open(&dir)?.queue("events", immediate(5));
+    // As every send stored a message before bodies had their own table.
+    queue
+        .run(|ctx| {
+            ctx.conn
+                .execute(
+                    "INSERT INTO messages (id, queue, body, attributes, receive_count, \
+                     visible_at, sent_at) VALUES ('old', 'events', x'6f6c64', '{}', 0, 0, 0)",
+                    [],
+                )
+                .map_err(sql_error("insert"))?;
+            Ok(())
+        })
+        .await?;
+    queue.send_messages(vec![msg("new")]).await?;
+    let received = queue.receive(10).await?;
+    assert_eq!(bodies(&received), [&b"old"[..], b"new"]);
+    queue.delete(&receipts(&received)).await?;
+    assert_eq!(queue.counts().await?, QueueCounts::default());
+    Ok(())
+}
+
 impl LocalQueue {
     /// Ids of this queue's messages in order, whatever their state.
     async fn peek_ids(&self) -> Result<Vec<String>, QueueError> {
