@@ -26,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, Type, TypePtr};
 
-use crate::schema::{COLUMNS, Column, Encoding, Kind, Row, Value, schema};
+use crate::schema::{COLUMNS, Column, Encoding, Kind, Row, Value, present_columns, schema};
 use crate::timestamp::write_millis;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +163,6 @@ const MAX_PROPERTY_SETS: usize = 256;
 /// the writer's CPU on its files of tens to hundreds of rows (BENCHMARKS.md).
 const SMALL_CHUNK_BYTES: usize = 1024;
 
-// Every column has a bit in a u128 mask.
-const _: () = assert!(COLUMNS.len() <= 128);
-
 /// zstd level of `raw` in a writer's object, the bulk of every file; the other compressed
 /// columns use level 1. On the writer's files (a few hundred rows, tens of KB of `raw` each),
 /// level 3 took 1.6 times level 1's CPU for 0.8 % fewer bytes of `raw` (BENCHMARKS.md).
@@ -257,6 +254,7 @@ impl ParquetEncoder {
     ///
     /// `rows` are rows or references to them (the writer sorts references, not rows).
     pub fn encode<'a, R: Borrow<Row<'a>>>(&self, rows: &[R]) -> Result<Vec<u8>, EncodeError> {
+        let present = present_in(rows);
         let (mut nulls, mut small): (u128, u128) = (0, 0);
         for (at, column) in COLUMNS.iter().enumerate() {
             let Encoding {
@@ -264,24 +262,24 @@ impl ParquetEncoder {
                 dictionary,
                 ..
             } = column.encoding;
-            if !compressed && !dictionary {
+            if present & (1 << at) == 0 {
+                if compressed || dictionary {
+                    nulls |= 1 << at;
+                }
+                continue;
+            }
+            if !compressed {
                 continue;
             }
             // What the values take, counted until it no longer matters.
-            let enough = if compressed { SMALL_CHUNK_BYTES } else { 1 };
-            let (mut present, mut bytes) = (false, 0);
+            let mut bytes = 0;
             for row in rows {
-                if let Some(size) = value_bytes((column.read)(row.borrow())) {
-                    present = true;
-                    bytes += size;
-                    if bytes >= enough {
-                        break;
-                    }
+                bytes += value_bytes((column.read)(row.borrow())).unwrap_or(0);
+                if bytes >= SMALL_CHUNK_BYTES {
+                    break;
                 }
             }
-            if !present {
-                nulls |= 1 << at;
-            } else if compressed && bytes < SMALL_CHUNK_BYTES {
+            if bytes < SMALL_CHUNK_BYTES {
                 small |= 1 << at;
             }
         }
@@ -295,7 +293,7 @@ impl ParquetEncoder {
             timestamps: self.timestamps,
             levels: Vec::new(),
         };
-        stream.write_row_group(rows)?;
+        stream.write_rows(rows, present)?;
         stream.finish()
     }
 
@@ -362,8 +360,18 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         &mut self,
         rows: &[R],
     ) -> Result<(), EncodeError> {
+        self.write_rows(rows, present_in(rows))
+    }
+
+    /// One row group of `rows`, whose columns with a value are `present` ([`present_in`]): the
+    /// others are written as nulls without reading a row.
+    fn write_rows<'a, R: Borrow<Row<'a>>>(
+        &mut self,
+        rows: &[R],
+        present: u128,
+    ) -> Result<(), EncodeError> {
         let mut group = self.file.next_row_group()?;
-        for column in COLUMNS {
+        for (at, column) in COLUMNS.iter().enumerate() {
             let Some(mut writer) = group.next_column()? else {
                 return Err(parquet::errors::ParquetError::General(format!(
                     "no column writer for {}",
@@ -371,13 +379,17 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
                 ))
                 .into());
             };
-            write_column(
-                column,
-                rows,
-                self.timestamps,
-                writer.untyped(),
-                &mut self.levels,
-            )?;
+            if present & (1 << at) == 0 && column.kind != Kind::Bool {
+                write_nulls(column, rows.len(), writer.untyped(), &mut self.levels)?;
+            } else {
+                write_column(
+                    column,
+                    rows,
+                    self.timestamps,
+                    writer.untyped(),
+                    &mut self.levels,
+                )?;
+            }
             writer.close()?;
         }
         group.close()?;
@@ -435,6 +447,39 @@ pub fn parquet_schema(timestamps: TimestampType) -> TypePtr {
         .build()
         .map(Arc::new)
         .unwrap_or_else(|e| panic!("the Parquet schema of COLUMNS is invalid: {e}"))
+}
+
+/// The columns that hold a value in any of `rows` (bit n: `COLUMNS[n]`).
+fn present_in<'a, R: Borrow<Row<'a>>>(rows: &[R]) -> u128 {
+    rows.iter()
+        .fold(0, |present, row| present | present_columns(row.borrow()))
+}
+
+/// A column chunk of `rows` nulls, written as [`write_column`] writes a column null in every
+/// row (a definition level of 0 each, no values) without reading the rows.
+fn write_nulls(
+    column: &Column,
+    rows: usize,
+    writer: &mut ColumnWriter<'_>,
+    levels: &mut Vec<i16>,
+) -> Result<(), EncodeError> {
+    levels.clear();
+    levels.resize(rows, 0);
+    match writer {
+        ColumnWriter::ByteArrayColumnWriter(w) => w.write_batch(&[], Some(levels), None)?,
+        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(&[], Some(levels), None)?,
+        ColumnWriter::Int96ColumnWriter(w) => w.write_batch(&[], Some(levels), None)?,
+        ColumnWriter::DoubleColumnWriter(w) => w.write_batch(&[], Some(levels), None)?,
+        ColumnWriter::BoolColumnWriter(w) => w.write_batch(&[], Some(levels), None)?,
+        _ => {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "column {} ({:?}) has no writer of its kind",
+                column.name, column.kind
+            ))
+            .into());
+        }
+    };
+    Ok(())
 }
 
 /// One column chunk from the rows. `levels` is scratch space for the definition levels.
@@ -597,8 +642,9 @@ pub fn int96_of_millis(millis: i64) -> Int96 {
 pub fn encode_csv<'a, R: Borrow<Row<'a>>>(rows: &[R]) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(rows.len() * 1024 + 1024);
     csv_header(&mut out);
+    let present = present_in(rows);
     for row in rows {
-        csv_record(&mut out, row.borrow());
+        csv_record(&mut out, row.borrow(), present);
     }
     Ok(out)
 }
@@ -627,8 +673,9 @@ impl<W: std::io::Write> CsvStream<W> {
     }
 
     pub fn write_rows<'a, R: Borrow<Row<'a>>>(&mut self, rows: &[R]) -> Result<(), EncodeError> {
+        let present = present_in(rows);
         for row in rows {
-            csv_record(&mut self.buf, row.borrow());
+            csv_record(&mut self.buf, row.borrow(), present);
             if self.buf.len() >= CSV_CHUNK {
                 self.drain()?;
             }
@@ -668,13 +715,16 @@ fn csv_header(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// One row's record.
-fn csv_record(out: &mut Vec<u8>, row: &Row<'_>) {
+/// One row's record; a column not in `present` (bit n: `COLUMNS[n]`) is empty in this row
+/// (it is null in all the rows being written) and is not read.
+fn csv_record(out: &mut Vec<u8>, row: &Row<'_>, present: u128) {
     for (i, column) in COLUMNS.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        csv_field(out, column.kind, (column.read)(row));
+        if present & (1 << i) != 0 {
+            csv_field(out, column.kind, (column.read)(row));
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -858,6 +908,35 @@ mod tests {
             checked += rows.len();
         }
         assert!(checked > 20, "{checked} rows");
+    }
+
+    /// The inline presence mask says what each column's `read` says, on every fixture row,
+    /// so skipping the columns it calls null changes no output.
+    #[test]
+    fn present_columns_is_what_each_read_says() {
+        let mut checked = 0;
+        for path in [
+            "sparkpost/batch.json",
+            "documented/message_events.json",
+            "documented/track_events.json",
+            "documented/ab_test_events.json",
+            "documented/ingest_events.json",
+            "drift/numbers.json",
+            "drift/timestamps.json",
+        ] {
+            let file = format!("{}/../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&file).expect("fixture");
+            for row in sample_rows(&text) {
+                let present = present_columns(&row);
+                for (at, column) in COLUMNS.iter().enumerate() {
+                    let null = (column.read)(&row).is_null();
+                    assert_eq!(present & (1 << at) == 0, null, "{path}: {}", column.name);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked} rows");
+        assert_eq!(present_columns(&sample_rows(BATCH)[0]) >> COLUMNS.len(), 0);
     }
 
     #[test]
