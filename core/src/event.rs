@@ -147,13 +147,16 @@ pub fn read_batch(body: &[u8]) -> Result<Vec<Option<Event<'_>>>, ValidationError
     crate::envelope::elements(body)?
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| {
-            Event::read_element(raw).map_err(|e| ValidationError::Element {
-                index,
-                problem: e.to_string(),
-            })
-        })
+        .map(|(index, raw)| Event::read_element(raw).map_err(|e| element_error(index, &e)))
         .collect()
+}
+
+/// Why element `index` of a batch does not read, as validation says it.
+fn element_error(index: usize, error: &serde_json::Error) -> ValidationError {
+    ValidationError::Element {
+        index,
+        problem: error.to_string(),
+    }
 }
 
 /// [`read_batch`]'s events (pings left out) each made into a `T` as it is read, in order: the
@@ -169,12 +172,7 @@ pub fn read_events<'a, T>(
         match Event::read_element(raw) {
             Ok(Some(event)) => out.push(each(event)),
             Ok(None) => {}
-            Err(e) => {
-                return Err(ValidationError::Element {
-                    index,
-                    problem: e.to_string(),
-                });
-            }
+            Err(e) => return Err(element_error(index, &e)),
         }
     }
     Ok(out)
