@@ -96,10 +96,17 @@ impl Policy {
     pub fn plan(&self, objects: &[ObjectInfo], now_millis: i64, all: bool) -> Option<Job> {
         let (mut pending, settled): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) =
             objects.iter().partition(|o| self.is_pending(o));
-        let fresh = pending.iter().any(|o| !is_compacted(&o.key));
         // One small object is only worth rewriting when it was never checked against the
-        // partition's large objects (a late event, a retry of one compacted last week).
-        let worth = pending.len() >= 2 || (fresh && !settled.is_empty());
+        // partition's large objects: a writer's (a late event, a retry of one compacted last
+        // week), or a compacted one older than one of them (left so by a version of this
+        // policy that did not take compacted remainders first, below).
+        let unchecked = pending.iter().any(|o| {
+            !is_compacted(&o.key)
+                || settled
+                    .iter()
+                    .any(|s| s.modified_millis > o.modified_millis)
+        });
+        let worth = pending.len() >= 2 || (unchecked && !settled.is_empty());
         if !worth {
             return None;
         }
@@ -112,7 +119,18 @@ impl Policy {
         if !due {
             return None;
         }
-        pending.sort_by(|a, b| (a.modified_millis, &a.key).cmp(&(b.modified_millis, &b.key)));
+        // Compacted remainders first, then the writer's objects oldest first. A job's outputs
+        // are checked only against its inputs and the objects at target size, so an output that
+        // reaches the target while a compacted remainder is left out could hold rows that
+        // remainder holds, and neither would be merged again. Taking the remainders in every
+        // job keeps one at the most per partition (the last job's), always in the next job.
+        pending.sort_by(|a, b| {
+            (!is_compacted(&a.key), a.modified_millis, &a.key).cmp(&(
+                !is_compacted(&b.key),
+                b.modified_millis,
+                &b.key,
+            ))
+        });
         let mut inputs: Vec<ObjectInfo> = Vec::new();
         let mut bytes = 0u64;
         for object in pending {
@@ -273,6 +291,36 @@ mod tests {
         ];
         let job = p.plan(&objects, 100 * MIN, true).unwrap();
         assert_eq!(names(&job.inputs), ["a.parquet", "b.parquet"]);
+    }
+
+    #[test]
+    fn a_compacted_remainder_is_in_every_job() {
+        let p = policy();
+        // The remainder is the newest object, yet it comes before the writer's older ones.
+        let objects = [
+            object("a", 10, 1),
+            object("b", 10, 2),
+            object("c", 10, 3),
+            object("c-1-1", 10, 9),
+        ];
+        let job = p.plan(&objects, 100 * MIN, true).unwrap();
+        assert_eq!(
+            names(&job.inputs),
+            ["a.parquet", "b.parquet", "c-1-1.parquet"]
+        );
+    }
+
+    #[test]
+    fn a_compacted_remainder_older_than_a_large_object_is_checked_against_it() {
+        let p = policy();
+        // c-1-1 was written before c-2-0 reached the target: never checked against it.
+        let objects = [object("c-1-1", 10, 5), object("c-2-0", 2000, 6)];
+        let job = p.plan(&objects, 100 * MIN, true).unwrap();
+        assert_eq!(names(&job.inputs), ["c-1-1.parquet"]);
+        assert_eq!(names(&job.settled), ["c-2-0.parquet"]);
+        // Written after it (the same job's remainder, or a later one): left alone.
+        let objects = [object("c-1-1", 10, 7), object("c-2-0", 2000, 6)];
+        assert_eq!(p.plan(&objects, 100 * MIN, true), None);
     }
 
     #[test]

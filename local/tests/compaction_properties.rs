@@ -58,7 +58,7 @@ fn copies_per_partition(data: &Path, format: &str) -> BTreeMap<(String, Identity
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn interleaved_writes_and_compactions_keep_every_identity(ops in prop::collection::vec(op(), 1..10)) {
