@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 
 /// Nesting deeper than this is refused: SparkPost's own events nest five levels.
@@ -89,7 +91,25 @@ impl ValidationError {
 }
 
 /// Validates a webhook body and returns its elements.
+///
+/// One parse per element ([`read_each`]); a body it does not accept as it goes is read again by
+/// [`validate_stepwise`], which says what is wrong. The result is [`validate_stepwise`]'s on
+/// any body (tests and the fuzz target hold them equal).
 pub fn validate(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
+    let mut elements = Vec::new();
+    let taken = read_each(body, |raw, Head(head)| {
+        elements.push(Element { raw, head });
+        true
+    });
+    match taken {
+        Ok(()) => Ok(Batch { elements }),
+        Err(_) => validate_stepwise(body),
+    }
+}
+
+/// [`validate`] in steps: the array's elements as text ([`elements`]), then each element's head
+/// ([`read_head`]), two parses of every element. What [`validate`] falls back to, for its errors.
+pub fn validate_stepwise(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
     let elements = elements(body)?
         .into_iter()
         .enumerate()
@@ -141,6 +161,76 @@ pub fn elements(body: &[u8]) -> Result<Vec<&str>, ValidationError> {
         problem: format!("invalid JSON: {e}"),
     })?;
     Ok(raws.into_iter().map(RawValue::get).collect())
+}
+
+/// The body's elements read as they are met, each straight from the body in one parse as a `T`
+/// and given to `each` with its exact text; `each` answers whether it took it. `Err(n)` when
+/// it stops short after `n` elements taken (a body that is not UTF-8, not an array, too deep,
+/// an element that does not read as a `T` or that `each` does not take, anything after the
+/// array): the caller reads the body again the stepwise way from there ([`elements`]), which
+/// accepts every body this accepts, with the same element texts, and says why it refuses one.
+pub fn read_each<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    mut each: impl FnMut(&'a str, T) -> bool,
+) -> Result<(), usize> {
+    let text = std::str::from_utf8(body).map_err(|_| 0usize)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    check_depth(text).map_err(|_| 0usize)?;
+    let bytes = text.as_bytes();
+    let mut at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'[') {
+        return Err(0);
+    }
+    at = skip_whitespace(bytes, at + 1);
+    let mut count = 0;
+    if bytes.get(at) == Some(&b']') {
+        at += 1;
+    } else {
+        loop {
+            // `at` is on the first byte of an element (ASCII punctuation came before it).
+            let rest = text.get(at..).ok_or(count)?;
+            let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<T>();
+            let Some(Ok(value)) = stream.next() else {
+                return Err(count);
+            };
+            let len = stream.byte_offset();
+            if !each(rest.get(..len).ok_or(count)?, value) {
+                return Err(count);
+            }
+            count += 1;
+            at = skip_whitespace(bytes, at + len);
+            match bytes.get(at) {
+                Some(b',') => at = skip_whitespace(bytes, at + 1),
+                Some(b']') => {
+                    at += 1;
+                    break;
+                }
+                _ => return Err(count),
+            }
+        }
+    }
+    if skip_whitespace(bytes, at) == bytes.len() {
+        Ok(())
+    } else {
+        Err(count)
+    }
+}
+
+/// The first byte at or after `at` that is not JSON whitespace.
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+/// An element's head as a `Deserialize` type, for [`read_each`].
+struct Head<'a>(Option<EventHead<'a>>);
+
+impl<'de> Deserialize<'de> for Head<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ElementVisitor).map(Head)
+    }
 }
 
 /// Reads the event head of one element, `None` for a ping.

@@ -103,23 +103,28 @@ impl<'a> Event<'a> {
     /// when the one pass cannot decide: an element with no `msys`, two classes, a missing,
     /// empty, repeated or non-string `type`, or fields that do not read.
     pub fn read_element(raw: &'a str) -> Result<Option<Self>, serde_json::Error> {
-        if let Ok(MapOnly(HeadedElement { msys })) =
-            serde_json::from_str::<MapOnly<HeadedElement<'a>>>(raw)
-        {
-            match msys.0 {
-                None => return Ok(None),
-                Some((class, mut fields)) => {
-                    if let Some(event_type) = fields.event_type.0.take().filter(|t| !t.is_empty()) {
-                        return Ok(Some(Self {
-                            head: EventHead { class, event_type },
-                            fields,
-                            raw,
-                        }));
-                    }
+        match serde_json::from_str::<OnePass<'a>>(raw) {
+            Ok(read) => Self::from_one_pass(raw, read),
+            Err(_) => Self::parse(raw),
+        }
+    }
+
+    /// [`Self::read_element`] once the one pass has read `raw`.
+    fn from_one_pass(raw: &'a str, read: OnePass<'a>) -> Result<Option<Self>, serde_json::Error> {
+        let MapOnly(HeadedElement { msys }) = read;
+        match msys.0 {
+            None => Ok(None),
+            Some((class, mut fields)) => {
+                match fields.event_type.0.take().filter(|t| !t.is_empty()) {
+                    Some(event_type) => Ok(Some(Self {
+                        head: EventHead { class, event_type },
+                        fields,
+                        raw,
+                    })),
+                    None => Self::parse(raw),
                 }
             }
         }
-        Self::parse(raw)
     }
 
     pub fn identity(&self) -> Identity<'a> {
@@ -144,11 +149,48 @@ impl<'a> Event<'a> {
 /// ([`Event::read_element`]), `None` for a ping; refused as [`crate::envelope::validate`]
 /// refuses it, with the same error.
 pub fn read_batch(body: &[u8]) -> Result<Vec<Option<Event<'_>>>, ValidationError> {
-    crate::envelope::elements(body)?
+    let mut out = Vec::with_capacity(likely_elements(body));
+    read_elements(body, |event| out.push(event))?;
+    Ok(out)
+}
+
+/// Room for a body's elements without regrowing for events of the usual size (most are 0.6 to
+/// 1.5 KB), so that rows built in place are not moved.
+fn likely_elements(body: &[u8]) -> usize {
+    body.len() / 600 + 1
+}
+
+/// Every element of `body` read as [`Event::read_element`] reads it, given to `each` in order
+/// (`None` for a ping). One parse per element, straight from the body
+/// ([`crate::envelope::read_each`]); from an element that pass does not take on (and for a body
+/// it does not accept), the stepwise reading: [`crate::envelope::elements`], then
+/// [`Event::read_element`] of each, whose errors are [`crate::envelope::validate`]'s.
+fn read_elements<'a>(
+    body: &'a [u8],
+    mut each: impl FnMut(Option<Event<'a>>),
+) -> Result<(), ValidationError> {
+    let fast =
+        crate::envelope::read_each(body, |raw, read: OnePass<'a>| {
+            match Event::from_one_pass(raw, read) {
+                Ok(event) => {
+                    each(event);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    let Err(done) = fast else {
+        return Ok(());
+    };
+    // The elements before `done` were read and given already, with the same texts.
+    for (index, raw) in crate::envelope::elements(body)?
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| Event::read_element(raw).map_err(|e| element_error(index, &e)))
-        .collect()
+        .skip(done)
+    {
+        each(Event::read_element(raw).map_err(|e| element_error(index, &e))?);
+    }
+    Ok(())
 }
 
 /// Why element `index` of a batch does not read, as validation says it.
@@ -166,15 +208,12 @@ pub fn read_events<'a, T>(
     body: &'a [u8],
     mut each: impl FnMut(Event<'a>) -> T,
 ) -> Result<Vec<T>, ValidationError> {
-    let elements = crate::envelope::elements(body)?;
-    let mut out = Vec::with_capacity(elements.len());
-    for (index, raw) in elements.into_iter().enumerate() {
-        match Event::read_element(raw) {
-            Ok(Some(event)) => out.push(each(event)),
-            Ok(None) => {}
-            Err(e) => return Err(element_error(index, &e)),
+    let mut out = Vec::with_capacity(likely_elements(body));
+    read_elements(body, |event| {
+        if let Some(event) = event {
+            out.push(each(event));
         }
-    }
+    })?;
     Ok(out)
 }
 
@@ -209,6 +248,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for HeadedMsys<'a> {
         d.deserialize_map(V(std::marker::PhantomData))
     }
 }
+
+/// What [`Event::read_element`]'s one pass reads an element as.
+type OnePass<'a> = MapOnly<HeadedElement<'a>>;
 
 /// A struct read from a JSON object only: a derived struct also reads an array (its fields in
 /// order), which [`read_head`] refuses, so the one pass must too.

@@ -19,6 +19,11 @@ pub const RECEIVED_AT: i64 = 1_714_996_800_000;
 /// accepted batch, every downstream step. Returns the verdict.
 pub fn check_body(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
     let verdict = envelope::validate(body);
+    assert_eq!(
+        verdict,
+        envelope::validate_stepwise(body),
+        "the one pass and the stepwise reading disagree"
+    );
     let expected = reference::heads(body);
     match (&verdict, &expected) {
         (Ok(batch), Some(heads)) => {
