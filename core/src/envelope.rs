@@ -175,8 +175,8 @@ pub fn read_each<'a, T: Deserialize<'a>>(
 ) -> Result<(), usize> {
     let text = std::str::from_utf8(body).map_err(|_| 0usize)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    check_depth(text).map_err(|_| 0usize)?;
     let bytes = text.as_bytes();
+    let mut depth_checked = false;
     let mut at = skip_whitespace(bytes, 0);
     if bytes.get(at) != Some(&b'[') {
         return Err(0);
@@ -194,7 +194,15 @@ pub fn read_each<'a, T: Deserialize<'a>>(
                 return Err(count);
             };
             let len = stream.byte_offset();
-            if !each(rest.get(..len).ok_or(count)?, value) {
+            let raw = rest.get(..len).ok_or(count)?;
+            // An element holding fewer than MAX_DEPTH brackets (in strings or not) is not nested
+            // too deep inside the array; past that the whole body is checked, once. (The parse
+            // itself is bounded by serde_json's recursion limit.)
+            if !depth_checked && opening_brackets(raw) >= MAX_DEPTH {
+                check_depth(text).map_err(|_| count)?;
+                depth_checked = true;
+            }
+            if !each(raw, value) {
                 return Err(count);
             }
             count += 1;
@@ -214,6 +222,12 @@ pub fn read_each<'a, T: Deserialize<'a>>(
     } else {
         Err(count)
     }
+}
+
+/// How many `{` and `[` bytes `text` holds.
+fn opening_brackets(text: &str) -> usize {
+    text.bytes()
+        .fold(0, |n, b| n + usize::from(b == b'{' || b == b'['))
 }
 
 /// The first byte at or after `at` that is not JSON whitespace.

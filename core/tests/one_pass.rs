@@ -138,6 +138,24 @@ fn the_one_pass_stops_where_the_stepwise_reading_refuses_and_says_the_same() {
         format!("[{event},{{\"msys\":{{\"a\":{{\"type\":\"t\",\"type\":\"u\"}}}}}}]"),
         format!("[{event},{{\"msys\":{{\"a\":{{\"type\":\"t\"}},\"b\":{{}}}}}}]"),
         format!("[{}{event}{}]", "[".repeat(70), "]".repeat(70)),
+        // Nested 64 deep with the array (the most allowed), 65, and brackets in strings only.
+        format!(
+            "[{event},{{\"msys\":{{}},\"x\":{}{}}}]",
+            "[".repeat(62),
+            "]".repeat(62)
+        ),
+        format!(
+            "[{event},{{\"msys\":{{}},\"x\":{}{}}}]",
+            "[".repeat(63),
+            "]".repeat(63)
+        ),
+        format!("[{{\"msys\":{{}},\"x\":\"{}\"}},{event}]", "{[".repeat(70)),
+        format!(
+            "[{event},{{\"msys\":{{}},\"x\":\"{}\"}},{{\"y\":{}{}}}]",
+            "[".repeat(70),
+            "[".repeat(70),
+            "]".repeat(70)
+        ),
         // A field that does not read (the event is kept with its head), then a bad element.
         r#"[{"msys":{"message_event":{"type":"delivery","timestamp":[1]}}},{"x":1}]"#.to_owned(),
         "\u{a0}[]".to_owned(),
@@ -149,6 +167,23 @@ fn the_one_pass_stops_where_the_stepwise_reading_refuses_and_says_the_same() {
         assert_agree(body.as_bytes());
     }
     assert!(one_pass_texts(format!("[{event},]").as_bytes()).is_err());
+    let deepest = format!(
+        "[{{\"msys\":{{}},\"x\":{}{}}}]",
+        "[".repeat(62),
+        "]".repeat(62)
+    );
+    assert!(one_pass_texts(deepest.as_bytes()).is_ok());
+    assert!(validate(deepest.as_bytes()).is_ok());
+    let deeper = format!(
+        "[{{\"msys\":{{}},\"x\":{}{}}}]",
+        "[".repeat(63),
+        "]".repeat(63)
+    );
+    assert!(one_pass_texts(deeper.as_bytes()).is_err());
+    assert!(matches!(
+        validate(deeper.as_bytes()),
+        Err(ValidationError::TooDeep { index: 0, .. })
+    ));
     assert_agree(b"[\xff]");
 }
 
