@@ -771,16 +771,34 @@ fn csv_text(out: &mut Vec<u8>, text: &[u8]) {
         out.extend_from_slice(text);
         return;
     }
-    out.reserve(text.len() + 16);
-    out.push(b'"');
-    let mut rest = text;
-    while let Some(at) = memchr::memchr(b'"', rest) {
-        out.extend_from_slice(&rest[..=at]);
+    let quotes = text.iter().fold(0usize, |n, &b| n + usize::from(b == b'"'));
+    let start = out.len();
+    if quotes.saturating_mul(32) < text.len() {
+        // Few quotes (a subject with a comma, or none at all): copies between them.
+        out.reserve(text.len() + quotes + 2);
         out.push(b'"');
-        rest = &rest[at + 1..];
+        let mut rest = text;
+        while let Some(at) = memchr::memchr(b'"', rest) {
+            out.extend_from_slice(&rest[..=at]);
+            out.push(b'"');
+            rest = &rest[at + 1..];
+        }
+        out.extend_from_slice(rest);
+        out.push(b'"');
+    } else {
+        // Dense quotes (`raw` and other JSON: one every few bytes): a byte at a time into room
+        // made once is cheaper than a search and a copy per quote.
+        out.resize(start + text.len() + quotes + 2, b'"');
+        let field = &mut out[start + 1..];
+        let mut at = 0;
+        for &b in text {
+            if let Some(slot) = field.get_mut(at) {
+                *slot = b;
+            }
+            at += 1 + usize::from(b == b'"');
+        }
     }
-    out.extend_from_slice(rest);
-    out.push(b'"');
+    debug_assert_eq!(out.len(), start + text.len() + quotes + 2);
 }
 
 /// JSON text on one line. In valid JSON a raw CR or LF can only be whitespace between tokens
@@ -806,6 +824,42 @@ mod tests {
     use crate::timestamp::format_millis;
     use parquet::basic::ColumnOrder;
     use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// RFC 4180 quoting, the plain way: what [`csv_text`] must write after anything.
+    fn csv_text_reference(text: &[u8]) -> Vec<u8> {
+        let plain = !text
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+        if plain {
+            return text.to_vec();
+        }
+        let mut out = vec![b'"'];
+        for &b in text {
+            out.push(b);
+            if b == b'"' {
+                out.push(b'"');
+            }
+        }
+        out.push(b'"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn csv_text_quotes_as_the_reference(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+            text in proptest::collection::vec(proptest::sample::select(b"ab,\"\n\r{}:".to_vec()), 0..300),
+        ) {
+            // Both ways: sparse quotes (copies between them) and dense ones (byte by byte).
+            let sparse: Vec<u8> = text.iter().map(|&b| if b == b'"' { b'x' } else { b }).collect();
+            for text in [&text, &sparse, &[&sparse[..], b"\""].concat()] {
+                let mut out = prefix.clone();
+                csv_text(&mut out, text);
+                proptest::prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+                proptest::prop_assert_eq!(&out[prefix.len()..], &csv_text_reference(text)[..]);
+            }
+        }
+    }
 
     fn sample_rows(text: &str) -> Vec<Row<'_>> {
         crate::envelope::validate(text.as_bytes())
