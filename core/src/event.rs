@@ -143,11 +143,9 @@ impl<'a> Event<'a> {
     }
 }
 
-/// An element read with its head and fields in one pass ([`Event::read_element`]), or its
-/// fields alone ([`Event::with_head`]).
-/// A body as the writer reads it: [`crate::envelope::elements`], then each element in one pass
-/// ([`Event::read_element`]), `None` for a ping; refused as [`crate::envelope::validate`]
-/// refuses it, with the same error.
+/// A body as the writer reads it: each element as [`Event::read_element`] reads it, `None` for
+/// a ping, in one parse per element; refused as
+/// [`crate::envelope::validate`] refuses it, with the same error.
 pub fn read_batch(body: &[u8]) -> Result<Vec<Option<Event<'_>>>, ValidationError> {
     let mut out = Vec::with_capacity(likely_elements(body));
     read_elements(body, |event| out.push(event))?;
