@@ -126,11 +126,6 @@ impl LocalQueues {
         let conn = Connection::open(path).map_err(sql_error("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql_error("set busy_timeout"))?;
-        // Bodies run to hundreds of kilobytes: in 64 KiB pages a body is a chain of a few
-        // pages rather than ~80. Only a new database takes it (before its first write); an
-        // existing one keeps the page size it has.
-        conn.pragma_update(None, "page_size", 65_536)
-            .map_err(sql_error("set page_size"))?;
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
             .map_err(sql_error("set journal_mode=WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
