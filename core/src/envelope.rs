@@ -129,12 +129,7 @@ pub fn validate_stepwise(body: &[u8]) -> Result<Batch<'_>, ValidationError> {
 /// writer reads each element's head and fields in one pass, see
 /// [`crate::event::Event::read_element`]).
 pub fn elements(body: &[u8]) -> Result<Vec<&str>, ValidationError> {
-    let text = std::str::from_utf8(body).map_err(|e| ValidationError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    // RFC 8259 8.1: a parser may ignore a leading byte order mark. SparkPost sends none, but a
-    // proxy or a replay tool may add one, and the JSON after it is unambiguous.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = body_text(body)?;
     let first = text.trim_start().chars().next();
     if first != Some('[') {
         return Err(ValidationError::NotArray {
@@ -173,8 +168,7 @@ pub fn read_each<'a, T: Deserialize<'a>>(
     body: &'a [u8],
     mut each: impl FnMut(&'a str, T) -> bool,
 ) -> Result<(), usize> {
-    let text = std::str::from_utf8(body).map_err(|_| 0usize)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = body_text(body).map_err(|_| 0usize)?;
     let bytes = text.as_bytes();
     let mut depth_checked = false;
     let mut at = skip_whitespace(bytes, 0);
@@ -249,10 +243,17 @@ impl<'de> Deserialize<'de> for Head<'de> {
 
 /// Reads the event head of one element, `None` for a ping.
 pub fn read_head(raw: &str) -> Result<Option<EventHead<'_>>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(raw);
-    let head = de.deserialize_map(ElementVisitor)?;
-    de.end()?;
-    Ok(head)
+    serde_json::from_str::<Head>(raw).map(|Head(head)| head)
+}
+
+/// The body as text: UTF-8, without a leading byte order mark (RFC 8259 8.1: a parser may
+/// ignore one. SparkPost sends none, but a proxy or a replay tool may add one, and the JSON
+/// after it is unambiguous).
+fn body_text(body: &[u8]) -> Result<&str, ValidationError> {
+    let text = std::str::from_utf8(body).map_err(|e| ValidationError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
 /// Refuses nesting deeper than [`MAX_DEPTH`] in one linear pass, before any recursive parse.
