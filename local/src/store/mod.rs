@@ -15,7 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -288,10 +288,10 @@ pub fn write_all_atomic(root: &Path, files: Vec<(PathBuf, Bytes)>) -> Vec<io::Re
     let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::with_capacity(files.len());
     // Without one sync for all, each file is made durable as it is written.
     let durable_each = anchor.is_err() || !cfg!(target_os = "linux");
-    for (path, body) in files {
-        let at = results.len();
+    let temps = stage_all(&files, durable_each);
+    for (at, ((path, _body), tmp)) in files.into_iter().zip(temps).enumerate() {
         results.push(Ok(()));
-        match stage(&path, &body, durable_each) {
+        match tmp {
             Ok(tmp) => staged.push((at, tmp, path)),
             Err(e) => results[at] = Err(e),
         }
@@ -350,6 +350,46 @@ fn parent_of(path: &Path) -> &Path {
         _ => Path::new("."),
     }
 }
+
+/// Every `(path, body)` of `files` staged as [`stage`] does it, on up to [`STAGING_THREADS`]
+/// threads (writing the bytes is most of a call's store time, and the encoders have finished:
+/// one thread left the other cores idle); the results in order.
+fn stage_all(files: &[(PathBuf, Bytes)], durable: bool) -> Vec<io::Result<PathBuf>> {
+    let stage_one = |n: usize| stage(&files[n].0, &files[n].1, durable);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(STAGING_THREADS)
+        .min(files.len());
+    if threads <= 1 {
+        return (0..files.len()).map(stage_one).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, io::Result<PathBuf>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= files.len() {
+                            return mine;
+                        }
+                        mine.push((n, stage_one(n)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(n, _)| *n);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Threads that write a call's files at most: the machine's cores, up to this.
+const STAGING_THREADS: usize = 4;
 
 /// `body` in a new temporary file beside `path`, its missing directories created; the
 /// temporary file's path. If `durable`, the file is fsynced and each directory created is

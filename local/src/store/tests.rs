@@ -179,6 +179,44 @@ async fn put_all_writes_each_object_or_fails_it_alone() -> TestResult {
     Ok(())
 }
 
+/// A call's files are written on several threads: the results still come back one per object
+/// in order, a file that cannot be staged (its directory is a file) fails alone wherever it
+/// is, and every other body lands whole under its own key.
+#[tokio::test]
+async fn put_all_of_many_objects_keeps_each_result_in_its_place() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("data");
+    let store = FsStore::new(&root);
+    store
+        .put("blocker", Bytes::from_static(b"a file"), "text/plain")
+        .await?;
+    let objects: Vec<PutObject> = (0..60)
+        .map(|n| PutObject {
+            key: if n % 7 == 3 {
+                format!("blocker/{n}.csv")
+            } else {
+                format!("p/event_type=t{}/dt=2026-01-01/{n}.csv", n % 5)
+            },
+            body: Bytes::from(format!("body {n}").repeat(n + 1)),
+            content_type: "text/csv",
+        })
+        .collect();
+    let results = store.put_all(objects).await;
+    assert_eq!(results.len(), 60);
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result.is_ok(), n % 7 != 3, "object {n}");
+        if n % 7 != 3 {
+            let path = root.join(format!("p/event_type=t{}/dt=2026-01-01/{n}.csv", n % 5));
+            assert_eq!(
+                fs::read(path)?,
+                format!("body {n}").repeat(n + 1).as_bytes()
+            );
+        }
+    }
+    assert_eq!(files(&root)?.len(), 1 + 60 - 9);
+    Ok(())
+}
+
 #[test]
 fn orphan_temp_files_of_dead_processes_are_removed_and_nothing_else() -> TestResult {
     assert_eq!(temp_file_pid(".x.parquet.123.7.tmp"), Some(123));
