@@ -254,6 +254,16 @@ impl ParquetEncoder {
     ///
     /// `rows` are rows or references to them (the writer sorts references, not rows).
     pub fn encode<'a, R: Borrow<Row<'a>>>(&self, rows: &[R]) -> Result<Vec<u8>, EncodeError> {
+        self.encode_backed(rows, &Backing::default())
+    }
+
+    /// [`Self::encode`], a long text value that lies in one of `backing`'s buffers handed to the
+    /// Parquet writer as a view of that buffer rather than copied (the same bytes out).
+    pub fn encode_backed<'a, R: Borrow<Row<'a>>>(
+        &self,
+        rows: &[R],
+        backing: &Backing,
+    ) -> Result<Vec<u8>, EncodeError> {
         let present = present_in(rows);
         let (mut nulls, mut small): (u128, u128) = (0, 0);
         for (at, column) in COLUMNS.iter().enumerate() {
@@ -293,7 +303,7 @@ impl ParquetEncoder {
             timestamps: self.timestamps,
             levels: Vec::new(),
         };
-        stream.write_rows(rows, present)?;
+        stream.write_rows(rows, present, backing)?;
         stream.finish()
     }
 
@@ -360,7 +370,7 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         &mut self,
         rows: &[R],
     ) -> Result<(), EncodeError> {
-        self.write_rows(rows, present_in(rows))
+        self.write_rows(rows, present_in(rows), &Backing::default())
     }
 
     /// One row group of `rows`, whose columns with a value are `present` ([`present_in`]): the
@@ -369,6 +379,7 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         &mut self,
         rows: &[R],
         present: u128,
+        backing: &Backing,
     ) -> Result<(), EncodeError> {
         let mut group = self.file.next_row_group()?;
         for (at, column) in COLUMNS.iter().enumerate() {
@@ -385,6 +396,7 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
                 write_column(
                     column,
                     rows,
+                    backing,
                     self.timestamps,
                     writer.untyped(),
                     &mut self.levels,
@@ -486,6 +498,7 @@ fn write_nulls(
 fn write_column<'a, R: Borrow<Row<'a>>>(
     column: &Column,
     rows: &[R],
+    backing: &Backing,
     timestamps: TimestampType,
     writer: &mut ColumnWriter<'_>,
     levels: &mut Vec<i16>,
@@ -494,20 +507,28 @@ fn write_column<'a, R: Borrow<Row<'a>>>(
     let values = rows.iter().map(|r| (column.read)(r.borrow()));
     match writer {
         ColumnWriter::ByteArrayColumnWriter(w) => {
-            // One buffer for the column's text and a view of it per value: no allocation per
-            // value.
+            // A long value that lies in a backing buffer (a message body) is a view of it; the
+            // others share one buffer for the column's text: no allocation or copy per value.
             let mut text = Vec::with_capacity(rows.len() * 24);
             let spans = present(values, levels, |v| match v {
-                Value::Text(Some(t)) => {
-                    text.extend_from_slice(t.as_bytes());
-                    Some((text.len() - t.len(), t.len()))
-                }
+                Value::Text(Some(t)) => Some(match backing.view(t.as_bytes()) {
+                    Some(view) => Span::Viewed(view),
+                    None => {
+                        text.extend_from_slice(t.as_bytes());
+                        Span::Copied(text.len() - t.len(), t.len())
+                    }
+                }),
                 _ => None,
             });
             let text = Bytes::from(text);
             let values: Vec<ByteArray> = spans
                 .into_iter()
-                .map(|(at, len)| ByteArray::from(text.slice(at..at + len)))
+                .map(|span| {
+                    ByteArray::from(match span {
+                        Span::Viewed(view) => view,
+                        Span::Copied(at, len) => text.slice(at..at + len),
+                    })
+                })
                 .collect();
             w.write_batch(&values, Some(levels), None)?;
         }
@@ -552,6 +573,55 @@ fn write_column<'a, R: Borrow<Row<'a>>>(
         }
     }
     Ok(())
+}
+
+/// A text value for the Parquet writer: a view of a backing buffer, or (offset, length) in the
+/// column's own buffer.
+enum Span {
+    Viewed(Bytes),
+    Copied(usize, usize),
+}
+
+/// The buffers rows' text may lie in (the writer's message bodies, which its rows borrow from):
+/// a long value found in one is given to the Parquet writer as a view of it (a reference count)
+/// instead of being copied into a column buffer first; `raw` is most of the writer's bytes, and
+/// that copy was ~5 % of its CPU (BENCHMARKS.md). A value in none of them (an unescaped string,
+/// or no buffers given) is copied as before.
+#[derive(Debug, Default, Clone)]
+pub struct Backing {
+    /// (start address, buffer), by start address.
+    buffers: Vec<(usize, Bytes)>,
+}
+
+/// Values shorter than this are copied: the copy costs less than a view's reference count.
+const VIEW_BYTES: usize = 64;
+
+impl Backing {
+    pub fn new(buffers: impl IntoIterator<Item = Bytes>) -> Self {
+        let mut buffers: Vec<(usize, Bytes)> = buffers
+            .into_iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| (b.as_ptr() as usize, b))
+            .collect();
+        buffers.sort_unstable_by_key(|(start, _)| *start);
+        Self { buffers }
+    }
+
+    /// `text` as a view of the buffer it lies in, if it is long enough to be worth it and lies
+    /// wholly in one.
+    fn view(&self, text: &[u8]) -> Option<Bytes> {
+        if text.len() < VIEW_BYTES {
+            return None;
+        }
+        let start = text.as_ptr() as usize;
+        let at = self
+            .buffers
+            .partition_point(|(s, _)| *s <= start)
+            .checked_sub(1)?;
+        let (s, buffer) = &self.buffers[at];
+        // `start >= s` by the search; the whole of `text` must be inside too.
+        (start - s + text.len() <= buffer.len()).then(|| buffer.slice_ref(text))
+    }
 }
 
 /// Reads one Parquet object of the lake, whichever timestamp type it was written with (INT96,
@@ -988,6 +1058,43 @@ mod tests {
         }
         assert!(checked > 30, "{checked} rows");
         assert_eq!(present_columns(&sample_rows(BATCH)[0]) >> COLUMNS.len(), 0);
+    }
+
+    #[test]
+    fn backed_encoding_writes_the_same_bytes_and_views_only_what_lies_in_a_buffer() {
+        for (path, text) in fixture_texts() {
+            let body = Bytes::from(text.clone().into_bytes());
+            let rows = sample_rows(std::str::from_utf8(&body).expect("utf-8"));
+            let encoder = ParquetEncoder::default();
+            let backing = Backing::new([Bytes::from_static(b"other"), body.clone()]);
+            // The rows' `raw` texts are views of the body, so the backed path is the one taken.
+            assert!(
+                rows.iter()
+                    .all(|r| backing.view(r.event.raw.as_bytes()).is_some()),
+                "{path}"
+            );
+            let copied = encoder.encode(&rows).expect("encode");
+            let backed = encoder.encode_backed(&rows, &backing).expect("encode");
+            assert_eq!(copied, backed, "{path}");
+        }
+        let body = Bytes::from(vec![b'x'; 4 * VIEW_BYTES]);
+        let backing = Backing::new([body.clone()]);
+        let inside = &body[VIEW_BYTES..3 * VIEW_BYTES];
+        let view = backing.view(inside).expect("a view");
+        assert_eq!(view.as_ptr(), inside.as_ptr());
+        assert_eq!(&view[..], inside);
+        // Too short, not in the buffer, or running past its end: copied.
+        assert!(backing.view(&body[..VIEW_BYTES - 1]).is_none());
+        let elsewhere = vec![b'x'; 2 * VIEW_BYTES];
+        assert!(backing.view(&elsewhere).is_none());
+        let longer = body.slice(..);
+        let short_backing = Backing::new([body.slice(..2 * VIEW_BYTES)]);
+        assert!(
+            short_backing
+                .view(&longer[VIEW_BYTES..3 * VIEW_BYTES])
+                .is_none()
+        );
+        assert!(Backing::default().view(inside).is_none());
     }
 
     #[test]

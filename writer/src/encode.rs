@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sparklake_core::encode::{EncodeError, ParquetEncoder, encode_csv};
+use sparklake_core::encode::{Backing, EncodeError, ParquetEncoder, encode_csv};
 use sparklake_core::partition::Partition;
 
 use crate::handler::Group;
@@ -13,14 +13,16 @@ pub(crate) type Encoded = Result<(Vec<u8>, Vec<u8>), EncodeError>;
 
 /// Encodes every group as (Parquet, CSV), the 2 × groups encodings spread over the machine's
 /// cores (a Lambda function gets more than one vCPU from 1,769 MB; locally, every core).
+/// `backing` holds the buffers the rows' text lies in (the messages' bodies).
 pub(crate) fn encode_all(
     parquet: &ParquetEncoder,
     groups: &[(Partition<'_>, Group<'_>)],
+    backing: &Backing,
 ) -> Vec<Encoded> {
     let done = on_all_cores(groups.len() * 2, |job| {
         let rows = &groups[job / 2].1.rows;
         if job.is_multiple_of(2) {
-            parquet.encode(rows)
+            parquet.encode_backed(rows, backing)
         } else {
             encode_csv(rows)
         }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use bytes::Bytes;
-use sparklake_core::encode::{EncodeError, ParquetEncoder};
+use sparklake_core::encode::{Backing, EncodeError, ParquetEncoder};
 
 use crate::encode::{Encoded, encode_all, on_all_cores};
 use sparklake_core::envelope::ValidationError;
@@ -66,7 +66,8 @@ impl Writer<'_> {
         let mut outcome = Outcome::default();
         let read = self.read(messages, now);
         let groups = group(messages, &read, &mut outcome);
-        let encoded = encode_all(self.parquet, &groups);
+        let backing = Backing::new(messages.iter().map(|m| m.body.clone()));
+        let encoded = encode_all(self.parquet, &groups, &backing);
         let results = self.store_groups(&groups, encoded).await;
         let mut failed: BTreeSet<&str> = BTreeSet::new();
         let mut written: Vec<&(Partition<'_>, Group<'_>)> = Vec::new();
