@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::Fanout;
 use sparklake::generate::Generator;
-use sparklake_core::encode::{ParquetEncoder, encode_csv, to_record_batch};
+use sparklake_core::encode::{Backing, ParquetEncoder, encode_csv, to_record_batch};
 use sparklake_core::envelope;
 use sparklake_core::event::Event;
 use sparklake_core::memory::{MemoryQueue, MemoryStore};
@@ -118,6 +118,17 @@ fn writer(c: &mut Criterion) {
     let parquet = ParquetEncoder::default();
     group.bench_function("parquet/5000", |b| {
         b.iter(|| parquet.encode(black_box(&rows)).map(|out| out.len()))
+    });
+    // As the writer encodes: the rows' long texts handed over as views of the body.
+    let shared = Bytes::from(body.clone().into_bytes());
+    let shared_rows = self::rows(std::str::from_utf8(&shared).expect("generated text is UTF-8"));
+    let backing = Backing::new([shared.clone()]);
+    group.bench_function("parquet_backed/5000", |b| {
+        b.iter(|| {
+            parquet
+                .encode_backed(black_box(&shared_rows), &backing)
+                .map(|out| out.len())
+        })
     });
     group.bench_function("csv/5000", |b| {
         b.iter(|| encode_csv(black_box(&rows)).map(|out| out.len()))
