@@ -9,6 +9,7 @@
 //! - [`encode`]: CSV and Parquet encoders over that schema.
 //! - [`output`]: how the lake is written (Parquet timestamp type, timestamp policy), read once.
 //! - [`metrics`]: the pipeline's counters and their CloudWatch Embedded Metric Format.
+//! - [`parallel`]: independent jobs spread over the machine's cores.
 //! - [`message`]: what travels on the queues between the handlers.
 //! - [`ports`]: the small traits (queue to send to and to receive from, object store, archive,
 //!   catalog) the handlers reach the world through.
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod output;
+pub mod parallel;
 pub mod partition;
 pub mod ports;
 pub mod schema;

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use bytes::Bytes;
 use sparklake_core::encode::{Backing, EncodeError, ParquetEncoder};
 
-use crate::encode::{Encoded, encode_all, on_all_cores};
+use crate::encode::{Encoded, encode_all};
 use sparklake_core::envelope::ValidationError;
 use sparklake_core::event::read_events;
 use sparklake_core::message::{InboundMessage, attr};
 use sparklake_core::metrics::Metrics;
+use sparklake_core::parallel::on_cores;
 use sparklake_core::partition::{Format, Partition, content_name, object_key_within, path_value};
 use sparklake_core::ports::{ObjectPut, PortError, PutObject, TypeCatalog};
 use sparklake_core::schema::{Row, TimestampPolicy};
@@ -101,7 +102,7 @@ impl Writer<'_> {
         now: i64,
     ) -> Vec<Result<Vec<Row<'m>>, WriteError>> {
         let chunks: Vec<&[InboundMessage]> = messages.chunks(PARSE_CHUNK).collect();
-        on_all_cores(chunks.len(), |chunk| {
+        on_cores(chunks.len(), usize::MAX, |chunk| {
             chunks[chunk]
                 .iter()
                 .map(|m| read_rows(m, now, &self.timestamps))

@@ -15,7 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -26,6 +26,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 pub use faults::{StorageFaults, is_storage_fault};
 use sha2::{Digest, Sha256};
+use sparklake_core::parallel::on_cores;
 use sparklake_core::ports::{ArchiveAppend, ObjectPut, PortError, PutObject};
 
 /// Why a key was refused.
@@ -355,37 +356,9 @@ fn parent_of(path: &Path) -> &Path {
 /// threads (writing the bytes is most of a call's store time, and the encoders have finished:
 /// one thread left the other cores idle); the results in order.
 fn stage_all(files: &[(PathBuf, Bytes)], durable: bool) -> Vec<io::Result<PathBuf>> {
-    let stage_one = |n: usize| stage(&files[n].0, &files[n].1, durable);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(STAGING_THREADS)
-        .min(files.len());
-    if threads <= 1 {
-        return (0..files.len()).map(stage_one).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, io::Result<PathBuf>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= files.len() {
-                            return mine;
-                        }
-                        mine.push((n, stage_one(n)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    done.sort_unstable_by_key(|(n, _)| *n);
-    done.into_iter().map(|(_, result)| result).collect()
+    on_cores(files.len(), STAGING_THREADS, |n| {
+        stage(&files[n].0, &files[n].1, durable)
+    })
 }
 
 /// Threads that write a call's files at most: the machine's cores, up to this.
