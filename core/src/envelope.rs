@@ -51,6 +51,79 @@ impl<'a> Batch<'a> {
     }
 }
 
+impl Batch<'_> {
+    /// Where this batch's elements lie in `body` (the body it was validated from) and what
+    /// their heads say, owned: see [`Outline`].
+    pub fn outline(&self, body: &[u8]) -> Outline {
+        let base = body.as_ptr() as usize;
+        let elements = self
+            .elements
+            .iter()
+            .map(|e| {
+                let start = (e.raw.as_ptr() as usize).wrapping_sub(base);
+                let head = e.head.as_ref().map(|h| {
+                    (
+                        h.class.clone().into_owned(),
+                        h.event_type.clone().into_owned(),
+                    )
+                });
+                Outlined {
+                    at: start..start + e.raw.len(),
+                    head,
+                }
+            })
+            .collect();
+        Outline {
+            body_len: body.len(),
+            elements,
+        }
+    }
+}
+
+/// A validated body's elements by position, and their heads, owned: what a stage that has just
+/// validated a body hands to the next stage in the same process (`import`: ingest to fanout),
+/// so that the body is not walked twice. It never travels on a queue: a message from outside
+/// the process is always validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outline {
+    body_len: usize,
+    elements: Vec<Outlined>,
+}
+
+/// One element of an [`Outline`]: where it lies, and its head's class and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outlined {
+    at: std::ops::Range<usize>,
+    head: Option<(String, String)>,
+}
+
+impl Outline {
+    /// The batch of `body`, the body this outline was made of; `None` when `body` cannot be it
+    /// (another length, not UTF-8, an element that is not an object where the outline says):
+    /// the caller validates it instead.
+    pub fn batch<'a>(&'a self, body: &'a [u8]) -> Option<Batch<'a>> {
+        if body.len() != self.body_len {
+            return None;
+        }
+        let text = std::str::from_utf8(body).ok()?;
+        let elements = self
+            .elements
+            .iter()
+            .map(|Outlined { at, head }| {
+                let raw = text.get(at.clone())?;
+                (raw.starts_with('{') && raw.ends_with('}')).then(|| Element {
+                    raw,
+                    head: head.as_ref().map(|(class, event_type)| EventHead {
+                        class: Cow::Borrowed(class),
+                        event_type: Cow::Borrowed(event_type),
+                    }),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Batch { elements })
+    }
+}
+
 /// Why a body is not a SparkPost webhook batch. Never worth retrying: answer 4xx.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {

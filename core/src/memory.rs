@@ -4,11 +4,12 @@
 //! and what it does when the world fails it.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::envelope::Outline;
 use crate::message::OutboundMessage;
 use crate::ports::{ArchiveAppend, ObjectPut, PortError, Projection, QueueSend, TypeCatalog};
 
@@ -25,7 +26,8 @@ fn failure(operation: &'static str) -> PortError {
 /// A queue that keeps what it is sent (and, as a real queue, refuses a message over its limit).
 pub struct MemoryQueue {
     max_message_bytes: usize,
-    sent: Mutex<Vec<OutboundMessage>>,
+    /// Each message sent, with the outline of its body when the sender gave one.
+    sent: Mutex<Vec<(OutboundMessage, Option<Arc<Outline>>)>>,
     failing: Mutex<bool>,
 }
 
@@ -46,17 +48,24 @@ impl MemoryQueue {
 
     /// A copy of what was sent, in order.
     pub fn sent(&self) -> Vec<OutboundMessage> {
-        lock(&self.sent).clone()
+        lock(&self.sent).iter().map(|(m, _)| m.clone()).collect()
     }
 
     /// What was sent, in order, emptying the queue.
     pub fn take(&self) -> Vec<OutboundMessage> {
+        self.take_outlined().into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// What was sent, in order, each message with the outline its sender gave, emptying the
+    /// queue.
+    pub fn take_outlined(&self) -> Vec<(OutboundMessage, Option<Arc<Outline>>)> {
         std::mem::take(&mut *lock(&self.sent))
     }
 
     /// What was sent, in order.
     pub fn into_sent(self) -> Vec<OutboundMessage> {
-        self.sent.into_inner().unwrap_or_else(|p| p.into_inner())
+        let sent = self.sent.into_inner().unwrap_or_else(|p| p.into_inner());
+        sent.into_iter().map(|(m, _)| m).collect()
     }
 }
 
@@ -67,6 +76,18 @@ impl QueueSend for MemoryQueue {
     }
 
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError> {
+        self.send_outlined(messages, Vec::new()).await
+    }
+
+    fn keeps_outlines(&self) -> bool {
+        true
+    }
+
+    async fn send_outlined(
+        &self,
+        messages: Vec<OutboundMessage>,
+        outlines: Vec<Option<Arc<Outline>>>,
+    ) -> Result<(), PortError> {
         if *lock(&self.failing) {
             return Err(failure("memory queue send"));
         }
@@ -84,7 +105,8 @@ impl QueueSend for MemoryQueue {
                 ),
             ));
         }
-        lock(&self.sent).extend(messages);
+        let mut outlines = outlines.into_iter();
+        lock(&self.sent).extend(messages.into_iter().map(|m| (m, outlines.next().flatten())));
         Ok(())
     }
 }

@@ -7,8 +7,10 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::envelope::Outline;
 use crate::message::{InboundMessage, OutboundMessage};
 
 /// An infrastructure failure: worth retrying, never the caller's fault.
@@ -40,6 +42,23 @@ pub trait QueueSend: Send + Sync {
 
     /// Enqueues every message durably; `Ok` only once all of them are stored.
     async fn send(&self, messages: Vec<OutboundMessage>) -> Result<(), PortError>;
+
+    /// Whether this queue hands its receiver the outlines [`Self::send_outlined`] is given
+    /// (a queue inside the process); a sender that would have to build them asks first.
+    fn keeps_outlines(&self) -> bool {
+        false
+    }
+
+    /// [`Self::send`], `outlines[i]` the outline of `messages[i]`'s body when the sender has
+    /// validated it. Queues that do not [keep](Self::keeps_outlines) them drop them.
+    async fn send_outlined(
+        &self,
+        messages: Vec<OutboundMessage>,
+        outlines: Vec<Option<Arc<Outline>>>,
+    ) -> Result<(), PortError> {
+        let _ = outlines;
+        self.send(messages).await
+    }
 }
 
 /// A received message and the receipt handle that deletes it or changes its visibility.

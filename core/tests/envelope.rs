@@ -307,3 +307,27 @@ fn mutated_bodies_never_panic_and_accepted_ones_read_whole() {
         "both paths exercised: {accepted} accepted, {refused} refused"
     );
 }
+
+#[test]
+fn an_outline_gives_back_the_batch_it_was_made_of_and_nothing_for_another_body() {
+    for name in [
+        "sparkpost/batch.json",
+        "compat/hostile_text.json",
+        "compat/odd_types.json",
+        "documented/message_events.json",
+    ] {
+        let body = fixture(name);
+        let batch = validate(&body).expect("a valid fixture");
+        let outline = batch.outline(&body);
+        assert_eq!(outline.batch(&body), Some(batch.clone()), "{name}");
+        // The same elements in a copy of the body (another buffer) are found too.
+        let copy = body.clone();
+        assert_eq!(outline.batch(&copy), Some(batch), "{name}");
+        // Not the body outlined: a longer one, or one whose elements are not where it says.
+        let mut longer = body.clone();
+        longer.push(b' ');
+        assert_eq!(outline.batch(&longer), None, "{name}");
+        let shifted = [&b" "[..], &body[..body.len() - 1]].concat();
+        assert_eq!(outline.batch(&shifted), None, "{name}");
+    }
+}

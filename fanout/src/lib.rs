@@ -11,9 +11,10 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use sparklake_core::envelope::{self, ValidationError};
+use sparklake_core::envelope::{self, Outline, ValidationError};
 use sparklake_core::message::{Attributes, InboundMessage, OutboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ArchiveAppend, PortError, QueueSend};
@@ -72,12 +73,24 @@ impl Fanout<'_> {
     /// message that cannot be read or split fails alone; a send that fails fails every message
     /// it carried, and all are retried.
     pub async fn handle(&self, messages: &[InboundMessage]) -> Outcome {
+        self.handle_outlined(messages, &[]).await
+    }
+
+    /// [`Self::handle`], `outlines[i]` the outline of `messages[i]`'s body when the stage before
+    /// validated it in this process (`import`): that body is not walked again. A message
+    /// without one, or whose outline does not fit its body, is validated as always.
+    pub async fn handle_outlined(
+        &self,
+        messages: &[InboundMessage],
+        outlines: &[Option<Arc<Outline>>],
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         let mut routed: Vec<(&InboundMessage, tracing::Span, Routed)> = Vec::new();
-        for message in messages {
+        for (at, message) in messages.iter().enumerate() {
             let span =
                 info_span!("message", id = %message.id, receive_count = message.receive_count);
-            match span.in_scope(|| self.route_one(message)) {
+            let outline = outlines.get(at).and_then(Option::as_deref);
+            match span.in_scope(|| self.route_one(message, outline)) {
                 Ok(r) if r.by_type.is_empty() => {}
                 Ok(r) => routed.push((message, span, r)),
                 Err(e) => {
@@ -159,8 +172,15 @@ impl Fanout<'_> {
         Ok(())
     }
 
-    fn route_one(&self, message: &InboundMessage) -> Result<Routed, FanoutError> {
-        let batch = envelope::validate(&message.body)?;
+    fn route_one(
+        &self,
+        message: &InboundMessage,
+        outline: Option<&Outline>,
+    ) -> Result<Routed, FanoutError> {
+        let batch = match outline.and_then(|o| o.batch(&message.body)) {
+            Some(batch) => batch,
+            None => envelope::validate(&message.body)?,
+        };
         let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (element, head) in batch.events() {
             by_type

@@ -200,3 +200,59 @@ async fn fanout_splits_by_type_routes_archives_and_fails_per_message() -> TestRe
     );
     Ok(())
 }
+
+/// Fanout over `messages` (with `outlines`, or validating each body): what it sent to the
+/// writer's queue and the archive, and which messages failed.
+async fn fan_out(
+    messages: &[InboundMessage],
+    outlines: &[Option<std::sync::Arc<envelope::Outline>>],
+) -> (Vec<OutboundMessage>, Vec<Bytes>, Vec<String>) {
+    let events = MemoryQueue::new(MAX_MESSAGE_BYTES);
+    let archive = MemoryArchive::default();
+    let fanout = fanout::Fanout {
+        events: &events,
+        routes: &[],
+        archive: Some(&archive),
+    };
+    let outcome = fanout.handle_outlined(messages, outlines).await;
+    (events.take(), archive.records(), outcome.failed)
+}
+
+#[tokio::test]
+async fn an_outline_from_ingest_spares_the_second_walk_and_changes_nothing_fanout_sends() {
+    // Ingest, on a queue in this process, hands over what its validation found.
+    let incoming = MemoryQueue::new(MAX_MESSAGE_BYTES);
+    post(&incoming, fixture(BATCH), "batch-1", RECEIVED_AT).await;
+    let (sent, outlines): (Vec<_>, Vec<_>) = incoming.take_outlined().into_iter().unzip();
+    let messages = deliver(sent, "incoming");
+    assert_eq!(messages.len(), 1);
+    let outline = outlines[0]
+        .clone()
+        .expect("ingest outlines a body it sends whole");
+    assert_eq!(
+        Some(outline.as_ref().clone()),
+        envelope::validate(&messages[0].body)
+            .ok()
+            .map(|b| b.outline(&messages[0].body))
+    );
+
+    let validated = fan_out(&messages, &[]).await;
+    assert!(
+        !validated.0.is_empty() && validated.1.len() == 19,
+        "the sample batch, sent on"
+    );
+    assert_eq!(fan_out(&messages, &outlines).await, validated);
+
+    // An outline that is not of the message's body is not used: the body is validated, and a
+    // broken one still fails alone.
+    let broken = deliver(
+        vec![OutboundMessage {
+            body: Bytes::from_static(b"[{\"msys\": not json"),
+            attributes: messages[0].attributes.clone(),
+        }],
+        "broken",
+    );
+    let (sent, archived, failed) = fan_out(&broken, &outlines).await;
+    assert_eq!((sent, archived), (Vec::new(), Vec::new()));
+    assert_eq!(failed, vec![broken[0].id.clone()]);
+}

@@ -6,13 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
-use sparklake_core::envelope::{self, Batch};
+use sparklake_core::envelope::{self, Batch, Outline};
 use sparklake_core::message::{Attributes, OutboundMessage, attr};
 use sparklake_core::metrics::Metrics;
 use sparklake_core::ports::{ObjectPut, QueueSend};
@@ -134,7 +135,7 @@ impl Ingest<'_> {
             }
         };
 
-        let (by_type, messages) = match self.prepare(&body, batch_id, received_at) {
+        let (by_type, messages, outlines) = match self.prepare(&body, batch_id, received_at) {
             Ok(Some(prepared)) => prepared,
             Ok(None) => {
                 info!("ping: nothing to store");
@@ -144,7 +145,7 @@ impl Ingest<'_> {
                 return self.quarantine(&received, &reason, status, metrics).await;
             }
         };
-        self.enqueue(&body, by_type, messages, &mut metrics.events_in)
+        self.enqueue(&body, by_type, messages, outlines, &mut metrics.events_in)
             .await
     }
 
@@ -256,11 +257,12 @@ impl Ingest<'_> {
         body: &[u8],
         by_type: BTreeMap<String, u64>,
         messages: Vec<OutboundMessage>,
+        outlines: Vec<Option<Arc<Outline>>>,
         events_in: &mut BTreeMap<String, u64>,
     ) -> Response<Bytes> {
         let events: u64 = by_type.values().sum();
         let parts_count = messages.len();
-        match self.queue.send(messages).await {
+        match self.queue.send_outlined(messages, outlines).await {
             Ok(()) => {
                 *events_in = by_type;
                 info!(
@@ -323,7 +325,15 @@ impl Ingest<'_> {
         let messages = self
             .pack(body, &batch, batch_id, received_at)
             .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
-        Ok(Some((by_type, messages)))
+        // A queue in this process (`import`) hands the next stage what this walk found, so the
+        // body is not walked again; only a message that is the whole body has this outline.
+        let outlines = match messages.as_slice() {
+            [one] if self.queue.keeps_outlines() && one.body.as_ptr() == body.as_ptr() => {
+                vec![Some(Arc::new(batch.outline(body)))]
+            }
+            _ => Vec::new(),
+        };
+        Ok(Some((by_type, messages, outlines)))
     }
 
     /// Undoes `Content-Encoding`, enforcing the size limit on what comes out.
@@ -497,7 +507,12 @@ pub fn quarantine_keys_of(body: &[u8], received_at: i64, gzip: bool) -> (String,
 }
 
 /// A batch's events per type and the messages that carry it.
-type Prepared = (BTreeMap<String, u64>, Vec<OutboundMessage>);
+/// Events per type, the messages, and each message's outline for a queue that keeps them.
+type Prepared = (
+    BTreeMap<String, u64>,
+    Vec<OutboundMessage>,
+    Vec<Option<Arc<Outline>>>,
+);
 
 enum Refusal {
     TooLarge,

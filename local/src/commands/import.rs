@@ -150,7 +150,10 @@ async fn ingest_and_fanout(
     files: &[PathBuf],
     calls: mpsc::SyncSender<Vec<InboundMessage>>,
 ) -> anyhow::Result<usize> {
-    let ingested = MemoryQueue::new(pipeline.ingest_queue.max_message_bytes());
+    // No queue between ingest and fanout here: a file is one message however large (fanout
+    // splits it by type for the writer), so ingest's outline of it goes along and fanout does
+    // not walk the file a second time.
+    let ingested = MemoryQueue::new(usize::MAX);
     let ingest = Ingest {
         config,
         queue: &ingested,
@@ -178,9 +181,12 @@ async fn ingest_and_fanout(
         if !ingest_file(&ingest, pipeline, file).await?.0 {
             refused += 1;
         }
-        let mut messages = inbound(ingested.take(), &format!("{run}-file{n}"));
+        // Each message with its outline (`None` where ingest gave none), kept in step.
+        let (messages, mut outlines): (Vec<_>, Vec<_>) =
+            ingested.take_outlined().into_iter().unzip();
+        let mut messages = inbound(messages, &format!("{run}-file{n}"));
         for attempt in 1..=ATTEMPTS {
-            let outcome = fanout.handle(&messages).await;
+            let outcome = fanout.handle_outlined(&messages, &outlines).await;
             pipeline.record(&Metrics {
                 failures: outcome.metrics.failures,
                 ..Metrics::default()
@@ -194,7 +200,11 @@ async fn ingest_and_fanout(
                     file.display()
                 );
             }
-            messages.retain(|m| outcome.failed.contains(&m.id));
+            (messages, outlines) = messages
+                .into_iter()
+                .zip(outlines)
+                .filter(|(m, _)| outcome.failed.contains(&m.id))
+                .unzip();
         }
         pending.extend(inbound(split.take(), &format!("{run}-file{n}-events")));
         while pending.len() >= batch {
