@@ -127,3 +127,54 @@ fn import_stops_with_an_error_when_the_lake_cannot_be_written() {
         "unexpected error:\n{stderr}"
     );
 }
+
+#[test]
+fn import_refuses_a_file_holding_an_element_too_large_for_a_message_and_imports_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Generated files (250 events, far over the limit below, so ingest splits them) and one
+    // file whose one event is larger than any message may be.
+    let mut files = generate(dir.path(), 500);
+    let sent = counts(
+        files
+            .iter()
+            .flat_map(|f| batch_identities(&std::fs::read_to_string(f).expect("read")))
+            .collect(),
+    );
+    let huge = dir.path().join("huge.json");
+    let subject = "x".repeat(8_192);
+    std::fs::write(
+        &huge,
+        format!(
+            r#"[{{"msys":{{"message_event":{{"type":"delivery","event_id":"huge-1","timestamp":"1714996800","subject":"{subject}"}}}}}}]"#
+        ),
+    )
+    .expect("write");
+    files.insert(1, huge);
+    let data = dir.path().join("data");
+
+    let done = output(
+        sparklake()
+            .env("SPARKLAKE_LOG", "warn")
+            .env("SPARKLAKE_MAX_MESSAGE_BYTES", "4096")
+            .args(["import", "--data"])
+            .arg(&data)
+            .args(&files),
+    );
+    assert!(
+        !done.status.success(),
+        "a refused file fails the import: {done:?}"
+    );
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        stdout.lines().any(|l| l.contains("huge.json: 413")),
+        "the large element is refused by ingest:\n{stdout}"
+    );
+    assert_eq!(
+        files_ending(&data.join("quarantine"), ".json").len(),
+        1,
+        "the refused file is kept to inspect and replay"
+    );
+    // Every other file went through, each event once in each format.
+    assert_eq!(counts(parquet_identities(&data)), sent, "parquet/");
+    assert_eq!(counts(csv_identities(&data)), sent, "csv/");
+}

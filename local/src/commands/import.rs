@@ -150,10 +150,10 @@ async fn ingest_and_fanout(
     files: &[PathBuf],
     calls: mpsc::SyncSender<Vec<InboundMessage>>,
 ) -> anyhow::Result<usize> {
-    // No queue between ingest and fanout here: a file is one message however large (fanout
-    // splits it by type for the writer), so ingest's outline of it goes along and fanout does
-    // not walk the file a second time.
-    let ingested = MemoryQueue::new(usize::MAX);
+    // The ingest queue's limit, so that a file holding an element too large for any message is
+    // refused (and quarantined) by ingest as `serve` would refuse it. A file that fits is one
+    // message, and ingest's outline of it goes along: fanout does not walk it a second time.
+    let ingested = MemoryQueue::new(pipeline.ingest_queue.max_message_bytes());
     let ingest = Ingest {
         config,
         queue: &ingested,
