@@ -49,11 +49,10 @@ impl<'a> Batch<'a> {
     pub fn event_count(&self) -> usize {
         self.events().count()
     }
-}
 
-impl Batch<'_> {
     /// Where this batch's elements lie in `body` (the body it was validated from) and what
-    /// their heads say, owned: see [`Outline`].
+    /// their heads say, owned: see [`Outline`]. `body` must be that body; given another, the
+    /// outline is of no use (never a panic).
     pub fn outline(&self, body: &[u8]) -> Outline {
         let base = body.as_ptr() as usize;
         let elements = self
@@ -68,7 +67,7 @@ impl Batch<'_> {
                     )
                 });
                 Outlined {
-                    at: start..start + e.raw.len(),
+                    at: start..start.saturating_add(e.raw.len()),
                     head,
                 }
             })
